@@ -1,0 +1,277 @@
+"""Discovers plugins through entry points and keeps what they register, validated.
+
+Environment variables:
+
+* ``INVKIT_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry points at all (register plugins
+  in code with :func:`Registry.add_plugin`).
+* ``INVKIT_PLUGINS=gmm,my_problem``: load only the entry points with these names.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from invkit import hookspecs
+from invkit.errors import InvkitError, PluginError, suggest
+from invkit.problem import Baseline, ForwardProcess, Prior, Problem, ProblemSpec
+
+ENTRY_POINT_GROUP = "invkit"
+KINDS = ("prior", "forward process", "problem", "baseline")
+_HOOKS = {
+    "prior": ("invkit_register_priors", Prior),
+    "forward process": ("invkit_register_forward_processes", ForwardProcess),
+    "problem": ("invkit_register_problems", ProblemSpec),
+    "baseline": ("invkit_register_baselines", Baseline),
+}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a registered thing came from, for listings and error messages."""
+
+    plugin: str
+    distribution: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"plugin {self.plugin!r} (distribution {self.distribution} {self.version})"
+
+
+@dataclass
+class Entry:
+    kind: str
+    name: str
+    obj: Any
+    origin: Origin
+
+
+@dataclass
+class FailedPlugin:
+    name: str
+    distribution: str
+    reason: str
+
+
+@dataclass
+class Registry:
+    """Everything registered, by kind and name, plus the plugins that failed to load."""
+
+    entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    failed: list[FailedPlugin] = field(default_factory=list)
+    pm: pluggy.PluginManager = field(default_factory=lambda: _new_manager())
+
+    # -- loading -------------------------------------------------------------------------
+    def load_entry_points(self, only: Iterable[str] | None = None) -> None:
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if only is not None and ep.name not in only:
+                continue
+            dist = ep.dist.name if ep.dist is not None else "unknown"
+            version = ep.dist.version if ep.dist is not None else "?"
+            try:
+                module = ep.load()
+            except Exception as exc:  # a broken plugin must not break the others
+                reason = f"{type(exc).__name__}: {exc}"
+                self.failed.append(FailedPlugin(ep.name, dist, reason))
+                continue
+            try:
+                self.add_plugin(module, name=ep.name, distribution=dist, version=version)
+            except PluginError as exc:
+                self.failed.append(FailedPlugin(ep.name, dist, str(exc)))
+
+    def add_plugin(
+        self, plugin: object, name: str, distribution: str = "(in code)", version: str = ""
+    ) -> None:
+        """Register a plugin object or module and collect its registrations, validating each.
+
+        All of a plugin's registrations are checked before any is kept, so a plugin that
+        breaks the contract adds nothing.
+        """
+        origin = Origin(name, distribution, version)
+        if self.pm.is_registered(plugin) or self.pm.has_plugin(name):
+            raise PluginError(f"{origin} is already registered.")
+        self.pm.register(plugin, name=name)
+        try:
+            self.pm.check_pending()
+            staged: list[Entry] = []
+            for kind, (hook_name, cls) in _HOOKS.items():
+                hook = getattr(self.pm.hook, hook_name)
+                impls = [i for i in hook.get_hookimpls() if i.plugin is plugin]
+                for impl in impls:
+                    collected: list[Any] = []
+                    try:
+                        impl.function(collected.append)
+                    except PluginError:
+                        raise
+                    except Exception as exc:
+                        raise PluginError(
+                            f"{origin} failed in its hook {hook_name}: "
+                            f"{type(exc).__name__}: {exc}"
+                        ) from exc
+                    for obj in collected:
+                        staged.append(_validated(kind, cls, obj, origin))
+            seen: set[tuple[str, str]] = set()
+            for entry in staged:
+                key = (entry.kind, entry.name)
+                clash = self.entries[entry.kind].get(entry.name)
+                if clash is not None or key in seen:
+                    other = clash.origin if clash is not None else origin
+                    raise PluginError(
+                        f"{origin} registers a {entry.kind} named {entry.name!r}, but {other} "
+                        f"already registered one. Names must be unique: rename one of them."
+                    )
+                seen.add(key)
+        except Exception as exc:
+            self.pm.unregister(plugin)
+            if isinstance(exc, PluginError):
+                raise
+            raise PluginError(f"{origin} breaks the plugin contract: {exc}") from exc
+        for entry in staged:
+            self.entries[entry.kind][entry.name] = entry
+
+    # -- lookup --------------------------------------------------------------------------
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.entries[kind])
+
+    def entry(self, kind: str, name: str) -> Entry:
+        table = self.entries[kind]
+        if name not in table:
+            known = ", ".join(sorted(table)) or "none"
+            hint = suggest(name, table)
+            failed = "".join(
+                f" Plugin {f.name!r} ({f.distribution}) failed to load: {f.reason}."
+                for f in self.failed
+            )
+            raise InvkitError(
+                f"Unknown {kind} {name!r}.{hint} Registered {kind}s: {known}. "
+                f"Run 'invkit list' to see every plugin.{failed}"
+            )
+        return table[name]
+
+    def problem_spec(self, name: str) -> ProblemSpec:
+        return self.entry("problem", name).obj
+
+    def baseline(self, name: str) -> Baseline:
+        return self.entry("baseline", name).obj
+
+    def build_problem(self, name: str, options: dict[str, Any] | None = None) -> Problem:
+        """Build a problem with its options, resolve named parts, and check it on a small batch."""
+        entry = self.entry("problem", name)
+        spec: ProblemSpec = entry.obj
+        opts = resolve_options(spec.options, options or {}, f"problem {name!r}")
+        try:
+            problem = spec.build(**opts)
+        except InvkitError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"{entry.origin} failed to build problem {name!r} with options {opts}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(problem, Problem):
+            raise PluginError(
+                f"{entry.origin}: the builder of problem {name!r} returned "
+                f"{type(problem).__name__}, expected invkit.Problem."
+            )
+        prior = problem.prior
+        if isinstance(prior, str):
+            prior = self.entry("prior", prior).obj
+        forward = problem.forward
+        if isinstance(forward, str):
+            forward = self.entry("forward process", forward).obj
+        problem = replace(problem, prior=prior, forward=forward, options=opts)
+        from invkit.validation import check_problem
+
+        check_problem(problem, entry.origin)
+        return problem
+
+    def origin(self, kind: str, name: str) -> Origin:
+        return self.entry(kind, name).origin
+
+
+def resolve_options(
+    declared: dict[str, Any] | Any, given: dict[str, Any], owner: str
+) -> dict[str, Any]:
+    """Merge given options over declared defaults, converting values to the default's type."""
+    from invkit.config import coerce
+
+    declared = dict(declared)
+    out = dict(declared)
+    for key, value in given.items():
+        if key not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise InvkitError(
+                f"{owner} has no option {key!r}.{suggest(key, declared)} Its options: {known}."
+            )
+        out[key] = coerce(value, declared[key], f"{owner} option {key!r}")
+    return out
+
+
+def _validated(kind: str, cls: type, obj: Any, origin: Origin) -> Entry:
+    if not isinstance(obj, cls):
+        raise PluginError(
+            f"{origin} registered a {type(obj).__name__} with the {kind} hook; expected "
+            f"invkit.{cls.__name__}. Pass an invkit.{cls.__name__}(...) to register()."
+        )
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not name or not name.replace("-", "_").isidentifier():
+        raise PluginError(
+            f"{origin} registered a {kind} with the name {name!r}; names must be non-empty "
+            f"identifiers (letters, digits, '_' or '-'), e.g. 'my_problem'."
+        )
+    for dim_attr in ("dim", "dim_x", "dim_y"):
+        if hasattr(obj, dim_attr):
+            dim = getattr(obj, dim_attr)
+            if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+                raise PluginError(
+                    f"{origin} registered {kind} {name!r} with {dim_attr}={dim!r}; "
+                    f"expected a positive int (the number of columns of its tensors)."
+                )
+    for fn_attr in ("sample_fn", "fn", "build", "run"):
+        if hasattr(obj, fn_attr) and not callable(getattr(obj, fn_attr)):
+            raise PluginError(
+                f"{origin} registered {kind} {name!r} whose {fn_attr} is not callable."
+            )
+    return Entry(kind, name, obj, origin)
+
+
+def _new_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+_DEFAULT: Registry | None = None
+
+
+def get_registry(reload: bool = False) -> Registry:
+    """The process-wide registry, loading entry points on first use (see module docstring)."""
+    global _DEFAULT
+    if _DEFAULT is None or reload:
+        reg = Registry()
+        if os.environ.get("INVKIT_DISABLE_PLUGIN_AUTOLOAD", "").strip() not in ("", "0"):
+            pass
+        else:
+            only_env = os.environ.get("INVKIT_PLUGINS", "").strip()
+            only = {s.strip() for s in only_env.split(",") if s.strip()} if only_env else None
+            reg.load_entry_points(only)
+        _DEFAULT = reg
+    return _DEFAULT
+
+
+def get_problem(name: str, **options: Any) -> Problem:
+    """A registered problem, built with its options: ``invkit.get_problem("gmm", labels="some")``."""
+    return get_registry().build_problem(name, options)
+
+
+def format_exception_short(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+RegisterFn = Callable[[Any], None]
