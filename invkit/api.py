@@ -1,0 +1,167 @@
+"""Train, evaluate and save from Python, with exactly the configuration the CLI uses."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from invkit.checkpoint import load_checkpoint, make_checkpoint, save_atomic
+from invkit.config import RunConfig, build_config, load_toml
+from invkit.device import configure_numerics, make_generator, resolve_device
+from invkit.errors import InvkitError
+from invkit.evaluation.context import EvalContext
+from invkit.posterior import Posterior
+from invkit.problem import Problem
+from invkit.registry import get_registry
+from invkit.rundir import (CONFIG, METRICS, MODEL, PLOTS, create_run_dir, default_run_dir,
+                           write_json)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    config: RunConfig
+    metrics: dict[str, Any]
+    posterior: Posterior
+
+
+def resolve(problem: str, preset: str = "default", overrides: dict[str, Any] | list | None = None,
+            config_file: str | Path | None = None, seed: int | None = None,
+            device: str | None = None) -> tuple[RunConfig, Problem]:
+    """The resolved config and the built problem (problem options can change its presets)."""
+    registry = get_registry()
+    spec = registry.problem_spec(problem)
+    pairs = list(overrides.items()) if isinstance(overrides, dict) else list(overrides or [])
+    toml = load_toml(Path(config_file)) if config_file else None
+    if toml and "preset" in toml and preset == "default":
+        preset = str(toml["preset"])
+    first = build_config(problem, dict(spec.options), {}, preset, toml, pairs, seed, device)
+    built = registry.build_problem(problem, first.problem_options)
+    cfg = build_config(problem, dict(spec.options), dict(built.presets), preset, toml, pairs,
+                       seed, device)
+    return cfg, built
+
+
+def _origin(problem: Problem) -> dict[str, str]:
+    o = get_registry().origin("problem", problem.name)
+    return {"name": problem.name, "plugin": o.plugin, "distribution": o.distribution,
+            "version": o.version}
+
+
+def train(problem: str, preset: str = "default", *, overrides: dict[str, Any] | None = None,
+          config_file: str | Path | None = None, seed: int | None = None,
+          device: str | None = None, out: str | Path | None = None, force: bool = False,
+          progress: bool = True, evaluate: bool = True) -> RunResult:
+    """Train a posterior for a registered problem and write its run directory.
+
+    >>> result = invkit.train("gmm", preset="quick", overrides={"labels": "some"})
+    >>> result.posterior.sample([1, 0, 0, 0], 1000).shape
+    torch.Size([1000, 2])
+    """
+    cfg, prob = resolve(problem, preset, overrides, config_file, seed, device)
+    run_dir = Path(out) if out is not None else default_run_dir(prob.name)
+    run_dir = create_run_dir(run_dir, force=force)
+    try:
+        cfg.save(run_dir / CONFIG)
+        return _train_in(run_dir, cfg, prob, progress=progress, evaluate=evaluate)
+    except BaseException as exc:
+        from invkit.training.trainer import TrainingInterrupted
+
+        if not isinstance(exc, TrainingInterrupted) and not (run_dir / MODEL).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping
+        raise
+
+
+def resume(run_dir: str | Path, progress: bool = True, evaluate: bool = True,
+           device: str | None = None) -> RunResult:
+    """Continue an interrupted run from its last checkpoint; ends as an uninterrupted run would."""
+    run_dir = Path(run_dir)
+    ckpt = load_checkpoint(run_dir)
+    cfg = RunConfig.from_dict(ckpt["config"])
+    if device is not None:
+        cfg.device = device
+    prob = get_registry().build_problem(cfg.problem, cfg.problem_options)
+    return _train_in(run_dir, cfg, prob, state=ckpt["state"], progress=progress,
+                     evaluate=evaluate)
+
+
+def _train_in(run_dir: Path, cfg: RunConfig, prob: Problem, state: dict | None = None,
+              progress: bool = True, evaluate: bool = True) -> RunResult:
+    from invkit.training.trainer import Trainer
+
+    dev = resolve_device(cfg.device)
+    configure_numerics(dev)
+    origin = _origin(prob)
+
+    def save(trainer: Trainer, complete: bool = False) -> None:
+        save_atomic(make_checkpoint(trainer.state_dict(), cfg.to_dict(), origin, complete),
+                    run_dir / MODEL)
+
+    trainer = Trainer(prob, cfg, dev, progress=progress, on_checkpoint=save)
+    if state is not None:
+        trainer.load_state_dict(state)
+    result = trainer.fit()
+    save(trainer, complete=True)
+    posterior = Posterior(trainer.model, prob, cfg, dev)
+    metrics: dict[str, Any] = {
+        "problem": prob.name, "problem_options": dict(prob.options), "preset": cfg.preset,
+        "seed": cfg.seed, "device": str(dev), "steps": result.steps_done,
+        "train_time_s": result.train_time_s, "data_time_s": result.data_time_s,
+        "final_losses": result.history[-1] if result.history else {},
+    }
+    if evaluate:
+        assert trainer.data is not None
+        metrics.update(evaluate_posterior(posterior, run_dir, trainer.data.x_test,
+                                          trainer.data.y_test, result.history, progress))
+    write_json(run_dir / METRICS, metrics)
+    return RunResult(run_dir, cfg, metrics, posterior)
+
+
+def evaluate_posterior(posterior: Posterior, run_dir: Path, x_test: torch.Tensor,
+                       y_test: torch.Tensor, history: list[dict[str, float]] | None = None,
+                       progress: bool = True) -> dict[str, Any]:
+    from invkit.evaluation.evaluate import evaluate, make_plots
+
+    cfg = posterior.config
+    ctx = EvalContext(problem=posterior.problem, posterior=posterior, config=cfg,
+                      device=posterior.device,
+                      generator=make_generator(posterior.device, cfg.seed + 2),
+                      plot_dir=run_dir / PLOTS, x_test=x_test, y_test=y_test)
+    metrics = evaluate(ctx, progress=progress)
+    if cfg.eval.plots:
+        t0 = time.perf_counter()
+        (run_dir / PLOTS).mkdir(exist_ok=True)
+        paths = make_plots(ctx, history or [])
+        metrics["plots"] = [str(p.relative_to(run_dir)) for p in paths]
+        metrics["plot_time_s"] = time.perf_counter() - t0
+    return metrics
+
+
+def reevaluate(run_dir: str | Path, device: str = "cpu", overrides: dict[str, Any] | None = None,
+               progress: bool = True) -> dict[str, Any]:
+    """Recompute a run's metrics (``invkit evaluate``), optionally with other eval settings."""
+    from invkit.config import set_key
+    from invkit.rundir import load_run, read_metrics
+    from invkit.training.data import held_out_split
+
+    run_dir = Path(run_dir)
+    posterior, cfg, ckpt = load_run(run_dir, device)
+    for key, value in (overrides or {}).items():
+        full = set_key(cfg, key, value)
+        if not full.startswith("eval."):
+            raise InvkitError(f"invkit evaluate only changes eval.* settings; {full!r} would "
+                              f"need retraining.")
+    # the held-out split is regenerated from the seed: the same points as at training time
+    x_test, y_test = held_out_split(posterior.problem, cfg.train.n_test, cfg.seed, posterior.device)
+    metrics = read_metrics(run_dir)
+    metrics.update(evaluate_posterior(posterior, run_dir, x_test, y_test,
+                                      ckpt["state"].get("history"), progress))
+    write_json(run_dir / METRICS, metrics)
+    return metrics
+
+

@@ -1,0 +1,97 @@
+"""Checkpoints: written atomically, loaded with ``weights_only=True``, checked before use."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from invkit.errors import CheckpointError
+
+FORMAT = "invkit-checkpoint"
+FORMAT_VERSION = 1
+
+
+def versions() -> dict[str, str]:
+    import invkit
+
+    def dist_version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    return {"invkit": invkit.__version__, "FrEIA": dist_version("FrEIA"),
+            "torch": torch.__version__.split("+")[0]}
+
+
+def save_atomic(obj: dict[str, Any], path: Path) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A crash at any moment leaves either the old file or the new one, never a torn one.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def make_checkpoint(state: dict[str, Any], config: dict[str, Any], problem: dict[str, str],
+                    complete: bool) -> dict[str, Any]:
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": versions(),
+            "config": config, "problem": problem, "state": state, "complete": complete}
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and check a checkpoint; every failure is a CheckpointError with a way out."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.exists():
+        raise CheckpointError(f"No checkpoint at {str(path)!r}. A run directory holds model.pt "
+                              f"once training has saved; pass the run directory.")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{str(path)!r} cannot be read as an invkit checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}). It may be truncated, corrupted "
+            f"or not a checkpoint; retrain, or resume from an intact copy."
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{str(path)!r} is a torch file but not an invkit checkpoint.")
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{str(path)!r} has checkpoint format {ckpt.get('format_version')}, this invkit "
+            f"reads format {FORMAT_VERSION}. Use the invkit version that wrote it "
+            f"({ckpt.get('versions', {}).get('invkit', '?')})."
+        )
+    saved = ckpt.get("versions", {})
+    here = versions()
+    if saved.get("FrEIA") != here["FrEIA"]:
+        raise CheckpointError(
+            f"{str(path)!r} was written with FrEIA {saved.get('FrEIA')}, this environment has "
+            f"FrEIA {here['FrEIA']}; FrEIA networks of different versions are not "
+            f"interchangeable. Install FrEIA=={saved.get('FrEIA')}."
+        )
+    for key in ("config", "problem", "state"):
+        if key not in ckpt:
+            raise CheckpointError(f"{str(path)!r} lacks its {key!r} section; it is damaged.")
+    return ckpt

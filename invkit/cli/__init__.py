@@ -1,0 +1,1 @@
+"""The ``invkit`` command line."""

@@ -1,0 +1,1 @@
+"""Evaluation: benchmark metrics (Err_post, Err_resim) and calibration diagnostics."""

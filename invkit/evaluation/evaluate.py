@@ -1,0 +1,63 @@
+"""Evaluation of a trained posterior: generic benchmark figures, the problem's own, and plots."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from invkit.evaluation.context import EvalContext
+
+THROUGHPUT_SAMPLES = 100_000
+
+
+def sampling_rate(posterior: Any, y: torch.Tensor, n: int = THROUGHPUT_SAMPLES) -> float:
+    """Posterior samples per second for one observation (after one warm-up call)."""
+    posterior.sample(y, 1000, seed=0)
+    t0 = time.perf_counter()
+    x = posterior.sample(y, n, seed=1)
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return n / (time.perf_counter() - t0)
+
+
+def evaluate(ctx: EvalContext, progress: bool = True) -> dict[str, Any]:
+    """Err_resim and Err_post on held-out targets, sampling rate, problem metrics and plots."""
+    from invkit.evaluation.metrics import err_post, err_resim
+    from invkit.evaluation.reference import reference_samples
+
+    cfg, problem, post = ctx.config, ctx.problem, ctx.posterior
+    out: dict[str, Any] = {}
+    n_t = min(cfg.eval.n_targets, ctx.x_test.shape[0])
+    targets = ctx.y_test[:n_t]
+    t0 = time.perf_counter()
+    samples = post.sample(targets, cfg.eval.n_samples, generator=ctx.generator)
+    out["eval_targets"] = n_t
+    out["eval_samples_per_target"] = cfg.eval.n_samples
+    resim, _ = err_resim(samples, targets, problem._forward())
+    out["err_resim"] = float(resim)
+    ref = reference_samples(problem, targets, cfg, ctx.generator, progress=progress)
+    if ref is not None:
+        ref_samples, source = ref
+        post_err, _ = err_post(samples, ref_samples)
+        out["err_post"] = float(post_err)
+        out["err_post_reference"] = source
+    out["sampling_rate_per_s"] = sampling_rate(post, targets[0])
+    if problem.metrics is not None:
+        out.update(problem.metrics(ctx))
+    out["eval_time_s"] = time.perf_counter() - t0
+    return out
+
+
+def make_plots(ctx: EvalContext, history: list[dict[str, float]]) -> list[Path]:
+    """The loss curves (any problem) plus the problem's own plots."""
+    from invkit.evaluation.plots import plot_losses, plot_posterior_pairs
+
+    paths = [plot_losses(history, ctx.plot_dir / "losses.png")] if history else []
+    if ctx.problem.plots is not None:
+        paths += list(ctx.problem.plots(ctx))
+    else:
+        paths.append(plot_posterior_pairs(ctx, ctx.plot_dir / "posterior.png"))
+    return paths

@@ -1,0 +1,70 @@
+"""Reference posterior samples for evaluation: exact where the problem knows it, else ABC.
+
+ABC references are costly, so they are cached on disk, keyed by the problem, its options,
+the targets and the ABC settings, and computed once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from invkit.problem import Problem
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("INVKIT_CACHE", Path.home() / ".cache" / "invkit"))
+
+
+def reference_samples(problem: Problem, targets: Tensor, cfg: Any, gen: torch.Generator,
+                      progress: bool = True) -> tuple[Tensor | list[Tensor], str] | None:
+    mode = cfg.eval.reference
+    n = cfg.eval.n_samples
+    if mode == "none":
+        return None
+    if problem.reference_posterior is not None and mode in ("auto", "exact"):
+        return problem.reference_posterior(targets, n, gen), "exact"
+    if mode == "exact":
+        from invkit.errors import InvkitError
+
+        raise InvkitError(f"eval.reference=exact, but problem {problem.name!r} has no exact "
+                          f"posterior. Use eval.reference=abc or auto.")
+    return abc_reference(problem, targets, n, cfg.eval.abc_pool, cfg.seed, progress), "abc"
+
+
+def _key(problem: Problem, targets: Tensor, n: int, pool: int, seed: int) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"problem": problem.name, "options": dict(problem.options), "n": n,
+                         "pool": pool, "seed": seed, "method": "quantile-abc-v1"},
+                        sort_keys=True, default=str).encode())
+    h.update(targets.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+def abc_reference(problem: Problem, targets: Tensor, n: int, pool: int, seed: int,
+                  progress: bool = True) -> Tensor:
+    """Quantile ABC: the n nearest of one shared pool of simulations, cached on disk."""
+    from invkit.checkpoint import save_atomic
+    from invkit.registry import get_registry
+
+    path = cache_dir() / "reference" / f"{problem.name}-{_key(problem, targets, n, pool, seed)}.pt"
+    if path.exists():
+        try:
+            return torch.load(path, weights_only=True)["samples"].to(targets.device)
+        except Exception:  # a damaged cache entry is recomputed
+            path.unlink(missing_ok=True)
+    baseline = get_registry().baseline("abc")
+    gen = torch.Generator(device=targets.device).manual_seed(seed + 7)
+    options = dict(baseline.options)
+    options.update({"method": "quantile", "budget": pool, "n_keep": n, "progress": progress})
+    result = baseline.run(problem, targets, n, options, gen)
+    samples = torch.stack([s[:n] for s in result.samples])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_atomic({"samples": samples.cpu()}, path)
+    return samples

@@ -1,0 +1,124 @@
+"""The write-up's INN: x padded to width D <-> [y | z | pad], from FrEIA graph nodes."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import FrEIA.framework as Ff
+import FrEIA.modules as Fm
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from invkit.config import ModelConfig
+from invkit.errors import ConfigError
+from invkit.models.subnets import dense_subnet
+from invkit.problem import standard_normal_log_prob
+
+BLOCKS = {
+    "glow": Fm.GLOWCouplingBlock,
+    "rnvp": Fm.RNVPCouplingBlock,
+    "allinone": Fm.AllInOneBlock,
+}
+
+
+def resolve_dims(cfg: ModelConfig, dim_x: int, dim_y: int) -> tuple[int, int]:
+    """(dim_z, dim_total) with the config's 0 = automatic rule applied and checked."""
+    dim_z = cfg.dim_z or (max(1, dim_x - dim_y) if dim_y < dim_x else dim_x)
+    dim_total = cfg.dim_total or max(dim_x, dim_y + dim_z)
+    if dim_total < max(dim_x, dim_y + dim_z):
+        raise ConfigError(
+            f"model.dim_total={dim_total} is too small: it must hold x ({dim_x}) and "
+            f"[y, z] ({dim_y} + {dim_z}). Set model.dim_total >= {max(dim_x, dim_y + dim_z)} "
+            f"or 0 for automatic."
+        )
+    if dim_total < 2:
+        dim_total = 2  # a coupling block needs two halves
+    return dim_z, dim_total
+
+
+@contextmanager
+def _numpy_rng_preserved():
+    """FrEIA 0.2's PermuteRandom(seed=k) reseeds numpy's global RNG; undo that side effect."""
+    state = np.random.get_state()
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+class PaddedINN(nn.Module):
+    """x (zero-padded to ``dim_total``) -> [y | z | pad] and back.
+
+    ``forward`` and ``inverse`` return ``(out, log|det J|)`` of the direction they compute.
+    """
+
+    def __init__(self, dim_x: int, dim_y: int, cfg: ModelConfig, seed: int = 0) -> None:
+        super().__init__()
+        if cfg.block not in BLOCKS:
+            raise ConfigError(f"model.block must be one of {', '.join(BLOCKS)}, got {cfg.block!r}.")
+        self.dim_x, self.dim_y = dim_x, dim_y
+        self.dim_z, self.dim_total = resolve_dims(cfg, dim_x, dim_y)
+        subnet = dense_subnet(cfg.subnet_width, cfg.subnet_depth, cfg.leaky_slope)
+        block = BLOCKS[cfg.block]
+        if cfg.block == "allinone":
+            block_args = {"subnet_constructor": subnet, "affine_clamping": cfg.clamp}
+        else:
+            block_args = {"subnet_constructor": subnet, "clamp": cfg.clamp}
+        with _numpy_rng_preserved(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            nodes: list[Ff.Node] = [Ff.InputNode(self.dim_total, name="input")]
+            for k in range(cfg.n_blocks):
+                nodes.append(Ff.Node(nodes[-1], block, block_args, name=f"coupling_{k}"))
+                nodes.append(Ff.Node(nodes[-1], Fm.PermuteRandom, {"seed": seed * 1000 + k},
+                                     name=f"permute_{k}"))
+            nodes.append(Ff.OutputNode(nodes[-1], name="output"))
+            self.net = Ff.GraphINN(nodes)
+
+    # -- layout helpers --------------------------------------------------------------------
+    @property
+    def pad_x(self) -> int:
+        return self.dim_total - self.dim_x
+
+    @property
+    def pad_yz(self) -> int:
+        return self.dim_total - self.dim_y - self.dim_z
+
+    def split_output(self, out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """[y | z | pad] -> (y, z, pad)."""
+        dy, dz = self.dim_y, self.dim_z
+        return out[:, :dy], out[:, dy:dy + dz], out[:, dy + dz:]
+
+    def join_output(self, y: Tensor, z: Tensor, pad: Tensor) -> Tensor:
+        return torch.cat([y, z, pad], dim=1)
+
+    def pad_input(self, x: Tensor, pad: Tensor) -> Tensor:
+        return torch.cat([x, pad], dim=1)
+
+    # -- directions ------------------------------------------------------------------------
+    def forward(self, x_padded: Tensor, rev: bool = False) -> tuple[Tensor, Tensor]:
+        out, log_jac = self.net(x_padded, rev=rev, jac=True)
+        if not torch.is_tensor(log_jac):
+            log_jac = torch.zeros(x_padded.shape[0], device=x_padded.device)
+        return out, log_jac
+
+    def inverse(self, yz_padded: Tensor) -> tuple[Tensor, Tensor]:
+        return self.forward(yz_padded, rev=True)
+
+    # -- what a posterior needs -------------------------------------------------------------
+    def sample_posterior(self, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """x = g(y, z) for fresh z ~ N(0, I), padding zero, and log q = log p(z) - log|det dg|."""
+        b = y.shape[0]
+        z = torch.randn(b, self.dim_z, generator=gen, device=y.device, dtype=y.dtype)
+        pad = y.new_zeros(b, self.pad_yz)
+        x_pad, log_jac_rev = self.inverse(self.join_output(y, z, pad))
+        return x_pad[:, :self.dim_x], standard_normal_log_prob(z) - log_jac_rev
+
+    def predict(self, x: Tensor) -> Tensor:
+        """f_y(x): the learned forward process, with zero padding."""
+        out, _ = self(self.pad_input(x, x.new_zeros(x.shape[0], self.pad_x)))
+        return self.split_output(out)[0]
+
+
+def build_inn(cfg: ModelConfig, dim_x: int, dim_y: int, seed: int = 0) -> PaddedINN:
+    return PaddedINN(dim_x, dim_y, cfg, seed=seed)

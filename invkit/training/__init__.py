@@ -1,0 +1,1 @@
+"""Training: losses and the trainer of the write-up's method."""

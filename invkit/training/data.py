@@ -1,0 +1,55 @@
+"""Training data: prior draws pushed through the forward process, kept as device tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from invkit.device import make_generator
+from invkit.problem import Problem
+
+
+@dataclass
+class Dataset:
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+
+    def batch(self, batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """A random batch by index (with replacement): no per-sample Python, no epoch state."""
+        n = self.x_train.shape[0]
+        idx = torch.randint(n, (batch_size,), generator=gen, device=self.x_train.device)
+        return self.x_train[idx], self.y_train[idx]
+
+
+def simulate(problem: Problem, n: int, gen: torch.Generator,
+             chunk: int = 1_000_000) -> tuple[Tensor, Tensor]:
+    """n pairs (x, y = s(x)) in chunks (bounded peak memory for the simulator)."""
+    xs, ys = [], []
+    remaining = n
+    while remaining > 0:
+        k = min(chunk, remaining)
+        x, y = problem.sample_joint(k, gen)
+        xs.append(x.float())
+        ys.append(y.float())
+        remaining -= k
+    if not xs:
+        empty = torch.empty(0, problem.dim_x, device=gen.device)
+        return empty, torch.empty(0, problem.dim_y, device=gen.device)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def held_out_split(problem: Problem, n_test: int, seed: int, device: torch.device
+               ) -> tuple[Tensor, Tensor]:
+    """The held-out split has its own stream, so evaluation can rebuild it without the rest."""
+    return simulate(problem, n_test, make_generator(device, seed + 3))
+
+
+def generate(problem: Problem, n_train: int, n_test: int, seed: int,
+             device: torch.device) -> Dataset:
+    x, y = simulate(problem, n_train, make_generator(device, seed))
+    x_test, y_test = held_out_split(problem, n_test, seed, device)
+    return Dataset(x, y, x_test, y_test)

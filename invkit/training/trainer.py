@@ -1,0 +1,251 @@
+"""The trainer: Adam on the objective, a cosine schedule, gradient clamping, progress, safety.
+
+Everything the loop needs lives on the device; the host reads losses back only every
+``log_every`` steps, which is also where non-finite losses are caught.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from invkit.config import RunConfig
+from invkit.device import make_generator
+from invkit.errors import InvkitError, TrainingDiverged
+from invkit.models import build_inn
+from invkit.problem import Problem
+from invkit.training.data import Dataset, generate
+from invkit.training.losses import inverse_weight_ramp
+from invkit.training.objectives import LOSS_NAMES, INNObjective
+
+
+class TrainingInterrupted(InvkitError):
+    """Training stopped on Ctrl-C or SIGTERM after saving a checkpoint."""
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: list[dict[str, float]] = field(default_factory=list)
+    steps_done: int = 0
+    train_time_s: float = 0.0
+    data_time_s: float = 0.0
+
+
+def build_model(cfg: RunConfig, problem: Problem) -> nn.Module:
+    if cfg.model.kind == "inn":
+        return build_inn(cfg.model, problem.dim_x, problem.dim_y, seed=cfg.seed)
+    from invkit.models.registry import build_other_model
+
+    return build_other_model(cfg, problem)
+
+
+def build_objective(cfg: RunConfig, model: nn.Module) -> nn.Module:
+    if cfg.model.kind == "inn":
+        return INNObjective(model, cfg.train)  # type: ignore[arg-type]
+    from invkit.models.registry import build_other_objective
+
+    return build_other_objective(cfg, model)
+
+
+class Trainer:
+    """Trains one model for one problem; resumable through ``state_dict``."""
+
+    def __init__(self, problem: Problem, cfg: RunConfig, device: torch.device,
+                 progress: bool = True,
+                 on_checkpoint: Callable[[Trainer], None] | None = None) -> None:
+        self.problem, self.cfg, self.device = problem, cfg, device
+        self.progress = progress
+        self.on_checkpoint = on_checkpoint
+        self.model = build_model(cfg, problem).to(device)
+        self.objective = build_objective(cfg, self.model)
+        t = cfg.train
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=t.lr, betas=tuple(t.betas), eps=t.eps,
+                                          weight_decay=t.weight_decay)
+        self._params = params
+        self.gen = make_generator(device, cfg.seed + 1)  # batches and training noise
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        self.train_time_s = 0.0
+        self.data: Dataset | None = None
+        self._step_fn = self._train_step
+        if t.compile:
+            self._step_fn = torch.compile(self._train_step)
+
+    # -- data ------------------------------------------------------------------------------
+    def prepare_data(self) -> float:
+        t0 = time.perf_counter()
+        self.data = generate(self.problem, self.cfg.train.n_samples, self.cfg.train.n_test,
+                             self.cfg.seed, self.device)
+        return time.perf_counter() - t0
+
+    # -- one step --------------------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        t = self.cfg.train
+        frac = min(1.0, step / max(1, t.steps))
+        return t.lr_final + 0.5 * (t.lr - t.lr_final) * (1.0 + math.cos(math.pi * frac))
+
+    def _train_step(self, x: Tensor, y: Tensor, x_weight: float) -> Tensor:
+        losses = self.objective(x, y, self.gen, x_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses[0].backward()
+        t = self.cfg.train
+        if t.grad_clamp > 0:
+            for p in self._params:
+                if p.grad is not None:
+                    p.grad.clamp_(-t.grad_clamp, t.grad_clamp)
+        if t.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self._params, t.grad_clip_norm)
+        self.optimizer.step()
+        return losses.detach()
+
+    # -- the loop --------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        data_time = self.prepare_data() if self.data is None else 0.0
+        assert self.data is not None
+        t = self.cfg.train
+        self.model.train()
+        acc = torch.zeros(len(LOSS_NAMES), device=self.device)
+        acc_n = 0
+        next_ckpt = self.step + t.checkpoint_every if t.checkpoint_every else None
+        bar = _Progress(self.progress, total=t.steps, start=self.step,
+                        description=f"training {self.problem.name}")
+        t_start = time.perf_counter() - self.train_time_s
+        with bar, _stop_on_signals() as stop:
+            while self.step < t.steps:
+                if stop.requested:
+                    self.train_time_s = time.perf_counter() - t_start
+                    self._checkpoint()
+                    raise TrainingInterrupted(
+                        f"Training stopped at step {self.step} of {t.steps} by {stop.requested}; "
+                        f"a checkpoint was saved. Resume with: invkit run {self.problem.name} "
+                        f"--resume RUN_DIR."
+                    )
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.lr_at(self.step)
+                weight = inverse_weight_ramp(self.step / t.steps) if t.ramp_x else 1.0
+                x, y = self.data.batch(t.batch_size, self.gen)
+                acc += self._step_fn(x, y, weight)
+                acc_n += 1
+                self.step += 1
+                if acc_n == t.log_every or self.step == t.steps:
+                    record = self._log(acc / acc_n, self.step - acc_n, time.perf_counter() - t_start)
+                    acc.zero_()
+                    acc_n = 0
+                    bar.update(self.step, record)
+                if next_ckpt is not None and self.step >= next_ckpt and self.step < t.steps:
+                    self.train_time_s = time.perf_counter() - t_start
+                    self._checkpoint()
+                    next_ckpt = self.step + t.checkpoint_every
+        self.train_time_s = time.perf_counter() - t_start
+        self.model.eval()
+        return TrainResult(self.model, self.history, self.step, self.train_time_s, data_time)
+
+    def _log(self, mean: Tensor, first_step: int, elapsed: float) -> dict[str, float]:
+        values = mean.tolist()  # the one host sync per log interval
+        if not all(math.isfinite(v) for v in values):
+            bad = [n for n, v in zip(LOSS_NAMES[1:], values[1:]) if not math.isfinite(v)]
+            raise TrainingDiverged(
+                f"Loss {', '.join(bad) or 'total'} became NaN or infinite between steps "
+                f"{first_step} and {self.step} of problem {self.problem.name!r}. The last good "
+                f"checkpoint (if any) is kept. Try a lower learning rate (--set train.lr="
+                f"{self.cfg.train.lr / 3:.2g}), a smaller clamp (--set model.clamp=1.5), or "
+                f"gradient clipping (--set train.grad_clip_norm=1)."
+            )
+        record = dict(zip(LOSS_NAMES, values))
+        record["step"] = self.step
+        record["lr"] = self.lr_at(self.step)
+        record["time_s"] = round(elapsed, 3)
+        self.history.append(record)
+        return record
+
+    def _checkpoint(self) -> None:
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(self)
+
+    # -- resume ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.gen.get_state(),
+            "step": self.step,
+            "history": self.history,
+            "train_time_s": self.train_time_s,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["generator"].cpu() if self.device.type != "cpu"
+                           else state["generator"])
+        self.step = int(state["step"])
+        self.history = list(state["history"])
+        self.train_time_s = float(state.get("train_time_s", 0.0))
+
+
+class _StopFlag:
+    requested: str = ""
+
+
+@contextmanager
+def _stop_on_signals():
+    """Turn SIGINT/SIGTERM into a flag the loop checks, so it can save before it stops."""
+    flag = _StopFlag()
+    previous = {}
+
+    def handler(signum, frame):  # noqa: ARG001
+        flag.requested = signal.Signals(signum).name
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: signals cannot be caught here
+        previous = {}
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class _Progress:
+    """A rich progress bar with the running losses; silent when disabled."""
+
+    def __init__(self, enabled: bool, total: int, start: int, description: str) -> None:
+        self.enabled = enabled
+        self.total, self.start, self.description = total, start, description
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
+                transient=False,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.description, total=self.total,
+                                                 completed=self.start, losses="")
+        return self
+
+    def update(self, step: int, record: dict[str, float]) -> None:
+        if self._progress is not None:
+            text = " ".join(f"{k}={record[k]:.4g}" for k in LOSS_NAMES)
+            self._progress.update(self._task, completed=step, losses=text)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)

@@ -1,0 +1,476 @@
+"""Approximate Bayesian computation for any invkit problem: rejection and quantile ABC.
+
+Both samplers use only ``problem.sample_prior`` and ``problem.simulate``. They stream one shared
+pool of simulations past all targets at once, chunk by chunk, so memory is bounded by the
+chunk size and the number of kept samples, never by the budget.
+
+Speed comes from three things: simulations are vectorised torch in float32 (on any device);
+the distances of a whole chunk to a block of targets are one matmul,
+``||t||^2 + ||y||^2 - 2 t.y``, used only as a conservative filter; and only the few candidates
+that pass the filter get their exact distance ``||y - t||`` computed, which alone decides
+acceptance. The filter is made conservative by shrinking the two norms by a bound on float
+rounding, so it can never drop a simulation that is truly within the threshold.
+
+Reproducibility: simulations are drawn in seed blocks of ``seed_block`` draws, each from a
+generator seeded by (one seed drawn from ``generator``, block index). Results therefore depend
+on the seed and ``seed_block`` only; ``chunk_size`` trades memory for speed and changes nothing
+else, and a larger budget extends the same stream of simulations.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+from torch import Tensor
+
+from invkit.errors import InvkitError
+from invkit.problem import BaselineResult, Problem
+
+SEED_BLOCK = 2**16
+"""Default simulations per seed block (the unit of reproducibility, see the module docstring)."""
+MAX_MATRIX = 2**24
+"""Most entries of one (targets x chunk) distance matrix; targets are processed in blocks."""
+_WARN_LIST = 10
+
+
+# -- input checks ------------------------------------------------------------------------------
+def _targets(problem: Problem, y: Any) -> Tensor:
+    y = torch.as_tensor(y)
+    dim_y = problem.dim_y
+    if y.dim() == 1 and y.shape[0] == dim_y:
+        y = y[None]
+    if y.dim() != 2 or y.shape[1] != dim_y or y.shape[0] == 0:
+        raise InvkitError(
+            f"ABC targets for problem {problem.name!r} must have shape (m, {dim_y}) (one "
+            f"observation per row), got {tuple(y.shape)}."
+        )
+    if not y.is_floating_point():
+        y = y.float()
+    if not torch.isfinite(y).all():
+        raise InvkitError("ABC targets contain NaN or infinite values; pass finite observations.")
+    return y
+
+
+def _positive_int(value: Any, what: str) -> int:
+    try:
+        ok = not isinstance(value, bool) and float(value).is_integer() and value >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InvkitError(f"ABC {what} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+# -- the simulation stream ---------------------------------------------------------------------
+def _mix(base: int, k: int) -> int:
+    """splitmix64 of (base, k): well-spread 63-bit seeds for the seed blocks."""
+    z = (base + (k + 1) * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return (z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFF
+
+
+def _stream(
+    problem: Problem,
+    budget: int,
+    chunk_size: int,
+    seed_block: int,
+    generator: torch.Generator,
+) -> Iterator[list[tuple[Tensor, Tensor]]]:
+    """Chunks of the budget, each a list of pieces (x, y) made of whole seed blocks.
+
+    On CPU each seed block is its own piece, so a block is filtered while it is still in
+    cache (measured faster than one big chunk); on accelerators a chunk is one piece, so
+    kernels are large. The last seed block is truncated to the budget.
+    """
+    device = generator.device
+    base = int(torch.randint(0, 2**62, (1,), generator=generator, device=device))
+    block_gen = torch.Generator(device=device)
+    blocks_per_chunk = max(1, chunk_size // seed_block)
+    n_blocks = -(-budget // seed_block)
+    dim_x, dim_y = problem.dim_x, problem.dim_y
+    for first in range(0, n_blocks, blocks_per_chunk):
+        pieces = []
+        for k in range(first, min(first + blocks_per_chunk, n_blocks)):
+            block_gen.manual_seed(_mix(base, k))
+            x = problem.sample_prior(seed_block, block_gen)
+            y = problem.simulate(x, block_gen)
+            if k == 0 and (
+                x.dim() != 2 or x.shape != (seed_block, dim_x) or y.shape != (seed_block, dim_y)
+            ):
+                raise InvkitError(
+                    f"Problem {problem.name!r} produced x of shape {tuple(x.shape)} and y of "
+                    f"shape {tuple(y.shape)} for {seed_block} draws; ABC needs "
+                    f"({seed_block}, {dim_x}) and ({seed_block}, {dim_y})."
+                )
+            keep = min(seed_block, budget - k * seed_block)
+            if keep < seed_block:
+                x, y = x[:keep], y[:keep]
+            pieces.append((x, y))
+        if device.type != "cpu" and len(pieces) > 1:
+            pieces = [(torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces]))]
+        yield pieces
+
+
+class _Filter:
+    """Conservative matmul distance filter for one block of targets against chunks.
+
+    ``scores(y)`` is a lower bound on ``||y_i - t_j||^2`` up to float rounding: the norms are
+    shrunk by a factor (1 - s) with s several times the rounding bound of the expression, so
+    ``scores < r^2`` keeps every pair whose exact squared distance is below r^2.
+    """
+
+    def __init__(self, targets: Tensor, dtype: torch.dtype) -> None:
+        self.t = targets.to(dtype)
+        dim = targets.shape[1]
+        self.s = (4 * dim + 16) * torch.finfo(dtype).eps
+        self.t_norm = (self.t * self.t).sum(1)
+        self.t_shrunk = (1 - self.s) * self.t_norm
+
+    def scores(self, y: Tensor, y_shrunk: Tensor) -> Tensor:
+        d = torch.addmm(self.t_shrunk[:, None], self.t, y.T, alpha=-2)
+        d += y_shrunk[None, :]
+        return d
+
+    def exact(self, y: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+        return ((y[cols] - self.t[rows]) ** 2).sum(1)
+
+
+# -- progress ----------------------------------------------------------------------------------
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.3g} sims/s" if speed else "? sims/s", style="progress.data.speed")
+
+
+class _Bar:
+    """A rich progress bar over simulations, or nothing when disabled."""
+
+    def __init__(self, enabled: bool | Progress, total: int, what: str) -> None:
+        self.own = enabled is True
+        self.progress: Progress | None
+        if isinstance(enabled, Progress):
+            self.progress = enabled
+        elif enabled:
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed:.3g}/{task.total:.3g} sims"),
+                _RateColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[status]}"),
+                console=Console(stderr=True),
+                speed_estimate_period=10.0,
+            )
+        else:
+            self.progress = None
+        self.what = what
+        self.total = total
+
+    def __enter__(self) -> _Bar:
+        if self.progress is not None:
+            if self.own:
+                self.progress.start()
+            self.task = self.progress.add_task(self.what, total=self.total, status="")
+        return self
+
+    def update(self, advance: int, status: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, advance=advance, status=status)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            if self.own:
+                self.progress.stop()
+            else:
+                self.progress.remove_task(self.task)
+
+
+def _target_blocks(m: int, chunk: int) -> list[tuple[int, int]]:
+    step = max(1, min(m, MAX_MATRIX // max(chunk, 1)))
+    return [(j, min(j + step, m)) for j in range(0, m, step)]
+
+
+def _format_target(y: Tensor) -> str:
+    return "(" + ", ".join(f"{v:.3g}" for v in y.tolist()) + ")"
+
+
+def _warn(info: dict[str, Any], message: str) -> None:
+    info.setdefault("warnings", []).append(message)
+    warnings.warn(message, stacklevel=3)
+
+
+# -- rejection ABC -----------------------------------------------------------------------------
+def rejection_abc(
+    problem: Problem,
+    y_targets: Tensor,
+    tolerance: float,
+    budget: int,
+    *,
+    chunk_size: int = 1_000_000,
+    generator: torch.Generator,
+    progress: bool | Progress = True,
+    max_accept: int | None = None,
+    min_accept: int = 0,
+    seed_block: int = SEED_BLOCK,
+) -> BaselineResult:
+    """Rejection ABC: keep prior draws x whose simulation lies within ``tolerance`` (L2) of y.
+
+    All targets share one pass over ``budget`` simulations. With ``max_accept``, each target
+    keeps its first ``max_accept`` acceptances (in simulation order) and the pass stops once
+    every target has them. Targets with fewer than ``min_accept`` acceptances are named in a
+    warning and in ``info["warnings"]``. Samples of target i are ``result.samples[i]``.
+    """
+    start = time.perf_counter()
+    targets = _targets(problem, y_targets)
+    if not tolerance > 0 or not math.isfinite(tolerance):
+        raise InvkitError(f"ABC tolerance must be a positive number, got {tolerance!r}.")
+    budget = _positive_int(budget, "budget")
+    chunk_size = _positive_int(chunk_size, "chunk_size")
+    seed_block = _positive_int(seed_block, "seed_block")
+    if max_accept is not None:
+        max_accept = _positive_int(max_accept, "max_accept")
+    m = targets.shape[0]
+    tol2 = float(tolerance) ** 2
+    counts = torch.zeros(m, dtype=torch.long)
+    seen = torch.zeros(m, dtype=torch.long)  # simulations each target was compared with
+    active = torch.arange(m)
+    acc_x: list[Tensor] = []
+    acc_t: list[Tensor] = []
+    n_sims = 0
+    filt: list[tuple[Tensor, _Filter]] | None = None
+    piece = 0
+
+    with _Bar(progress, budget, f"rejection ABC, {m} targets") as bar:
+        for pieces in _stream(problem, budget, chunk_size, seed_block, generator):
+            for x, y in pieces:
+                if filt is None:
+                    targets = targets.to(device=y.device, dtype=y.dtype)
+                    counts, seen = counts.to(y.device), seen.to(y.device)
+                    active = active.to(y.device)
+                    filt = _blocks(targets, active, y.shape[0], y.dtype)
+                    piece = y.shape[0]
+                y_shrunk = (1 - filt[0][1].s) * (y * y).sum(1)
+                for idx, f in filt:
+                    rows, cols = (f.scores(y, y_shrunk) < tol2).nonzero(as_tuple=True)
+                    if rows.numel() == 0:
+                        continue
+                    ok = f.exact(y, rows, cols) < tol2
+                    rows, cols = rows[ok], cols[ok]
+                    if rows.numel() == 0:
+                        continue
+                    t_idx = idx[rows]
+                    acc_x.append(x[cols])
+                    acc_t.append(t_idx)
+                    counts.index_add_(0, t_idx, torch.ones_like(t_idx))
+                n_sims += y.shape[0]
+                seen[active] += y.shape[0]
+            lo, hi = counts.min().item(), counts.max().item()
+            bar.update(sum(p[1].shape[0] for p in pieces), f"accepted per target {lo}-{hi}")
+            if max_accept is not None:
+                still = counts[active] < max_accept
+                if not bool(still.all()):
+                    active = active[still]
+                    if active.numel() == 0:
+                        break
+                    filt = _blocks(targets, active, piece, y.dtype)
+
+    device = targets.device
+    if acc_x:
+        all_x = torch.cat(acc_x)
+        order = torch.sort(torch.cat(acc_t), stable=True)
+        all_x = all_x[order.indices]
+        samples = list(torch.split(all_x, counts.tolist()))
+    else:
+        samples = [torch.empty(0, problem.dim_x, device=device) for _ in range(m)]
+    if max_accept is not None:
+        samples = [s[:max_accept] for s in samples]
+    kept = [int(s.shape[0]) for s in samples]
+    info: dict[str, Any] = {
+        "method": "rejection",
+        "tolerance": float(tolerance),
+        "counts": kept,
+        "acceptances": counts.tolist(),
+        "acceptance_rate": [
+            c / max(n, 1) for c, n in zip(counts.tolist(), seen.tolist(), strict=True)
+        ],
+        "stopped_early": n_sims < budget,
+        "seed_block": seed_block,
+        "warnings": [],
+    }
+    if min_accept > 0:
+        short = [i for i, c in enumerate(kept) if c < min_accept]
+        if short:
+            _warn(info, _short_message(targets, short, kept, min_accept, seen.tolist(), tolerance))
+    return BaselineResult(samples, n_sims, time.perf_counter() - start, info)
+
+
+def _blocks(
+    targets: Tensor, active: Tensor, chunk: int, dtype: torch.dtype
+) -> list[tuple[Tensor, _Filter]]:
+    out = []
+    for j0, j1 in _target_blocks(active.numel(), chunk):
+        idx = active[j0:j1]
+        out.append((idx, _Filter(targets[idx], dtype)))
+    return out
+
+
+def _short_message(
+    targets: Tensor, short: list[int], kept: list[int], want: int, seen: list[int], tol: float
+) -> str:
+    parts = []
+    for i in short[:_WARN_LIST]:
+        c = kept[i]
+        need = f"~{want * seen[i] / c:.2g} simulations" if c else "far more simulations"
+        parts.append(f"target {i} y={_format_target(targets[i])}: {c} (needs {need})")
+    more = f"; and {len(short) - _WARN_LIST} more" if len(short) > _WARN_LIST else ""
+    return (
+        f"rejection ABC: {len(short)} of {len(kept)} targets got fewer than {want} acceptances "
+        f"with tolerance {tol:g} and {max(seen):.3g} simulations: " + "; ".join(parts) + more
+        + ". Raise the budget, raise the tolerance (the acceptance rate grows with "
+        "tolerance^dim_y), or use method 'quantile', which keeps the nearest n for every target."
+    )
+
+
+# -- quantile ABC ------------------------------------------------------------------------------
+def quantile_abc(
+    problem: Problem,
+    y_targets: Tensor,
+    n_keep: int,
+    budget: int,
+    *,
+    chunk_size: int = 1_000_000,
+    generator: torch.Generator,
+    progress: bool | Progress = True,
+    seed_block: int = SEED_BLOCK,
+) -> BaselineResult:
+    """Quantile ABC: for each target keep the ``n_keep`` draws whose simulations are nearest.
+
+    One shared pool of ``budget`` simulations serves all targets (the benchmark's reference
+    posterior: 1e8 draws, 4000 kept). A running top-k per target is merged with each chunk's
+    candidates; only draws nearer than the current k-th are candidates, so after the first
+    chunks almost nothing is copied. Samples are sorted nearest first; ``info["tolerance"]``
+    holds each target's largest kept distance (its effective tolerance).
+    """
+    start = time.perf_counter()
+    targets = _targets(problem, y_targets)
+    k = _positive_int(n_keep, "n_keep")
+    budget = _positive_int(budget, "budget")
+    chunk_size = _positive_int(chunk_size, "chunk_size")
+    seed_block = _positive_int(seed_block, "seed_block")
+    if k > budget:
+        raise InvkitError(
+            f"quantile ABC keeps n_keep={k} draws per target but the budget is only {budget} "
+            f"simulations; raise the budget (it should be many times n_keep)."
+        )
+    m, dim_x = targets.shape[0], problem.dim_x
+    best_d: Tensor | None = None
+    best_x: Tensor | None = None
+    n_sims = 0
+    blocks: list[tuple[int, int, _Filter]] | None = None
+
+    with _Bar(progress, budget, f"quantile ABC, {m} targets x {k}") as bar:
+        for pieces in _stream(problem, budget, chunk_size, seed_block, generator):
+            for x, y in pieces:
+                if blocks is None or best_d is None or best_x is None:
+                    targets = targets.to(device=y.device, dtype=y.dtype)
+                    best_d = torch.full((m, k), math.inf, device=y.device, dtype=y.dtype)
+                    best_x = torch.zeros((m, k, dim_x), device=x.device, dtype=x.dtype)
+                    blocks = [
+                        (j0, j1, _Filter(targets[j0:j1], y.dtype))
+                        for j0, j1 in _target_blocks(m, y.shape[0])
+                    ]
+                _quantile_step(x, y, best_d, best_x, blocks, k, first_fill=n_sims < k)
+                n_sims += y.shape[0]
+            far = best_d[:, -1].max().sqrt().item()
+            bar.update(sum(p[1].shape[0] for p in pieces), f"max kept distance {far:.3g}")
+
+    assert best_d is not None and best_x is not None
+    finite = torch.isfinite(best_d)
+    counts = finite.sum(1).tolist()
+    samples = [best_x[i, : counts[i]] for i in range(m)]
+    tol = [
+        float(best_d[i, counts[i] - 1].sqrt()) if counts[i] else math.inf for i in range(m)
+    ]
+    info: dict[str, Any] = {
+        "method": "quantile",
+        "n_keep": k,
+        "counts": counts,
+        "tolerance": tol,
+        "tolerance_range": [min(tol), max(tol)],
+        "seed_block": seed_block,
+        "warnings": [],
+    }
+    short = [i for i, c in enumerate(counts) if c < k]
+    if short:
+        _warn(
+            info,
+            f"quantile ABC: {len(short)} targets kept fewer than {k} draws because simulations "
+            f"returned NaN or infinite values (targets {short[:_WARN_LIST]}). Check the "
+            f"problem's forward process for invalid outputs.",
+        )
+    return BaselineResult(samples, n_sims, time.perf_counter() - start, info)
+
+
+def _quantile_step(
+    x: Tensor,
+    y: Tensor,
+    best_d: Tensor,
+    best_x: Tensor,
+    blocks: list[tuple[int, int, _Filter]],
+    k: int,
+    first_fill: bool,
+) -> None:
+    """Merge one piece of simulations into every target's running top-k."""
+    c = y.shape[0]
+    y_norm = (y * y).sum(1)
+    y_shrunk = (1 - blocks[0][2].s) * y_norm
+    for j0, j1, f in blocks:
+        scores = f.scores(y, y_shrunk)
+        thr = best_d[j0:j1, -1]  # current k-th exact squared distance (inf until k kept)
+        if first_fill and c >= k:
+            # the piece's k-th smallest score bounds the true k-th distance from above
+            kth = torch.topk(scores, k, dim=1, largest=False, sorted=False).values.max(1).values
+            y_max = torch.nan_to_num(y_norm, nan=0.0, posinf=math.inf).max()
+            thr = torch.minimum(thr, kth + 2 * f.s * (y_max + f.t_norm))
+        rows, cols = (scores < thr[:, None]).nonzero(as_tuple=True)
+        del scores
+        if rows.numel() > 0:
+            _merge(best_d, best_x, j0, j1, rows, f.exact(y, rows, cols), x[cols], k)
+
+
+def _merge(
+    best_d: Tensor, best_x: Tensor, j0: int, j1: int, rows: Tensor, d: Tensor, xc: Tensor, k: int
+) -> None:
+    """Merge candidates (row, distance, x) into the running top-k of targets j0..j1."""
+    mb = j1 - j0
+    counts = torch.bincount(rows, minlength=mb)
+    width = int(counts.max())
+    starts = torch.cumsum(counts, 0) - counts
+    pos = torch.arange(rows.numel(), device=rows.device) - starts[rows]
+    pad_d = torch.full((mb, width), math.inf, device=d.device, dtype=d.dtype)
+    pad_d[rows, pos] = d
+    pad_x = torch.zeros((mb, width, xc.shape[1]), device=xc.device, dtype=xc.dtype)
+    pad_x[rows, pos] = xc
+    all_d = torch.cat([best_d[j0:j1], pad_d], 1)
+    vals, idx = torch.topk(all_d, k, dim=1, largest=False, sorted=True)
+    all_x = torch.cat([best_x[j0:j1], pad_x], 1)
+    best_x[j0:j1] = torch.gather(all_x, 1, idx[:, :, None].expand(-1, -1, xc.shape[1]))
+    best_d[j0:j1] = vals

@@ -1,0 +1,75 @@
+"""Registers the ``abc`` baseline with invkit (entry point ``abc``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from invkit.errors import InvkitError, suggest
+from invkit.hookspecs import hookimpl
+from invkit.problem import Baseline, BaselineResult, Problem
+from invkit_abc.abc import quantile_abc, rejection_abc
+
+OPTIONS: dict[str, Any] = {
+    "method": "rejection",  # rejection | quantile
+    "tolerance": 0.005,  # rejection: L2 distance in y
+    "budget": 10_000_000,  # simulations (one pool shared by all targets)
+    "n_keep": 0,  # quantile: nearest draws kept per target; 0 keeps n
+    "chunk_size": 1_000_000,  # simulations per step; memory, not results, depends on it
+    "min_accept": 100,  # rejection: warn about targets with fewer acceptances (or fewer than n)
+    "progress": True,  # rich progress bar on stderr
+}
+METHODS = ("rejection", "quantile")
+
+
+def run(
+    problem: Problem,
+    y: torch.Tensor,
+    n: int,
+    options: Mapping[str, Any],
+    generator: torch.Generator,
+) -> BaselineResult:
+    """Up to n posterior samples per row of y by rejection ABC, or exactly n by quantile ABC."""
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        key = sorted(unknown)[0]
+        raise InvkitError(
+            f"Baseline 'abc' has no option {key!r}.{suggest(key, OPTIONS)} "
+            f"Its options: {', '.join(OPTIONS)}."
+        )
+    opts = {**OPTIONS, **options}
+    method = opts["method"]
+    common = {
+        "chunk_size": opts["chunk_size"],
+        "generator": generator,
+        "progress": opts["progress"],
+    }
+    if method == "rejection":
+        return rejection_abc(
+            problem, y, float(opts["tolerance"]), opts["budget"],
+            max_accept=n, min_accept=min(int(opts["min_accept"]), n), **common,
+        )
+    if method == "quantile":
+        n_keep = int(opts["n_keep"]) or n
+        return quantile_abc(problem, y, n_keep, opts["budget"], **common)
+    raise InvkitError(
+        f"Baseline 'abc' has no method {method!r}.{suggest(str(method), METHODS)} "
+        f"Methods: {', '.join(METHODS)}."
+    )
+
+
+@hookimpl
+def invkit_register_baselines(register: Callable[[Baseline], None]) -> None:
+    register(
+        Baseline(
+            name="abc",
+            run=run,
+            description=(
+                "approximate Bayesian computation: rejection (L2 tolerance) or quantile "
+                "(n nearest of one shared simulation pool); needs only a prior and a simulator"
+            ),
+            options=dict(OPTIONS),
+        )
+    )

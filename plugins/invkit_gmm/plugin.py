@@ -1,0 +1,54 @@
+"""Registers the prior, the forward processes and the ``gmm`` problem."""
+
+from __future__ import annotations
+
+import invkit
+from invkit import ForwardProcess, Prior, Problem, ProblemSpec
+from invkit.errors import InvkitError
+from invkit_gmm import mixture
+
+PRESETS = {
+    "quick": {"train.steps": 300, "train.batch_size": 500, "model.n_blocks": 4,
+              "model.subnet_width": 128},
+    "default": {},
+    # The authors' notebook: 8 GLOW blocks, width 512, 50 epochs x 8 iterations x batch 1600.
+    "paper": {"model.n_blocks": 8, "model.subnet_width": 512, "model.subnet_depth": 1,
+              "model.dim_total": 16, "model.dim_z": 2, "train.steps": 400,
+              "train.batch_size": 1600, "train.lr_final": 1e-3},
+}
+
+
+@invkit.hookimpl
+def invkit_register_priors(register):
+    register(Prior(name="gmm_prior", dim=2, sample_fn=mixture.sample_mixture,
+                   log_prob_fn=mixture.log_prob,
+                   description="8 Gaussians on an octagon, std 0.2, equal weights"))
+
+
+@invkit.hookimpl
+def invkit_register_forward_processes(register):
+    for labels in mixture.LABEL_MAPS:
+        fn, n_colours = mixture.make_forward(labels)
+        register(ForwardProcess(name=f"gmm_colour_{labels}", dim_x=2, dim_y=n_colours, fn=fn,
+                                description=f"one-hot colour of the nearest mode ({labels})"))
+
+
+def build(labels: str = "all") -> Problem:
+    from invkit_gmm.evaluation import metrics
+    from invkit_gmm.plots import plots
+
+    if labels not in mixture.LABEL_MAPS:
+        raise InvkitError(f"gmm: option labels must be one of {', '.join(mixture.LABEL_MAPS)}, "
+                          f"got {labels!r} (e.g. --set labels=some).")
+    return Problem(
+        name="gmm", prior="gmm_prior", forward=f"gmm_colour_{labels}",
+        description="8-mode Gaussian mixture; y is the one-hot colour of the mode",
+        presets=PRESETS, reference_posterior=mixture.make_reference_posterior(labels),
+        metrics=metrics, plots=plots,
+    )
+
+
+@invkit.hookimpl
+def invkit_register_problems(register):
+    register(ProblemSpec(name="gmm", build=build, options={"labels": "all"},
+                         description="The write-up's 8-mode Gaussian mixture (labels: all|some)"))
