@@ -41,7 +41,8 @@ class Origin:
     version: str
 
     def __str__(self) -> str:
-        return f"plugin {self.plugin!r} (distribution {self.distribution} {self.version})"
+        version = f" {self.version}" if self.version else ""
+        return f"plugin {self.plugin!r} (distribution {self.distribution}{version})"
 
 
 @dataclass

@@ -371,7 +371,7 @@ def plot_rank_histograms(
     for ax in axes[d:]:
         ax.set_visible(False)
     if d:
-        axes[0].legend(fontsize=7, loc="lower right")
+        axes[0].legend(fontsize=7, loc="best")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

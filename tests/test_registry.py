@@ -1,0 +1,114 @@
+"""Plugin discovery through entry points, and the contract enforced at registration."""
+
+import pytest
+import torch
+
+import invkit
+from invkit import ForwardProcess, Prior, Problem, ProblemSpec
+from invkit.errors import InvkitError, PluginError
+from invkit.registry import Registry, get_registry
+
+
+def test_reference_plugins_come_from_entry_points():
+    reg = Registry()
+    reg.load_entry_points()
+    assert "gmm" in reg.names("problem")
+    origin = reg.origin("problem", "gmm")
+    assert origin.plugin == "gmm" and origin.distribution == "invkit"
+    assert "gmm_prior" in reg.names("prior")
+
+
+def test_only_named_plugins(monkeypatch):
+    monkeypatch.setenv("INVKIT_PLUGINS", "gmm")
+    reg = get_registry(reload=True)
+    try:
+        assert reg.names("problem") == ["gmm"]
+    finally:
+        monkeypatch.delenv("INVKIT_PLUGINS")
+        get_registry(reload=True)
+
+
+def test_autoload_can_be_disabled(monkeypatch):
+    monkeypatch.setenv("INVKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
+    try:
+        assert get_registry(reload=True).names("problem") == []
+    finally:
+        monkeypatch.delenv("INVKIT_DISABLE_PLUGIN_AUTOLOAD")
+        get_registry(reload=True)
+
+
+def _prior(name="p", dim=2, fn=None):
+    return Prior(name=name, dim=dim,
+                 sample_fn=fn or (lambda n, g: torch.randn(n, dim, generator=g)))
+
+
+class Good:
+    @invkit.hookimpl
+    def invkit_register_priors(self, register):
+        register(_prior("lin_prior"))
+
+    @invkit.hookimpl
+    def invkit_register_forward_processes(self, register):
+        register(ForwardProcess("lin_fwd", 2, 1, lambda x: x.sum(1, keepdim=True)))
+
+    @invkit.hookimpl
+    def invkit_register_problems(self, register):
+        register(ProblemSpec("lin", lambda scale=1.0: Problem("lin", "lin_prior", "lin_fwd",
+                                                               noise_std=0.1 * scale),
+                             options={"scale": 1.0}))
+
+
+def test_good_plugin_builds_with_options():
+    reg = Registry()
+    reg.add_plugin(Good(), name="good", distribution="good-dist", version="1.0")
+    p = reg.build_problem("lin", {"scale": "2"})
+    assert p.noise_std == pytest.approx(0.2) and p.dim_x == 2 and p.dim_y == 1
+    with pytest.raises(InvkitError, match="no option 'scael'.*Did you mean 'scale'"):
+        reg.build_problem("lin", {"scael": 1})
+
+
+def test_unknown_problem_suggests():
+    reg = Registry()
+    reg.add_plugin(Good(), name="good")
+    with pytest.raises(InvkitError, match="Did you mean 'lin'"):
+        reg.build_problem("lni")
+
+
+def test_duplicate_names_name_both_plugins():
+    reg = Registry()
+    reg.add_plugin(Good(), name="good", distribution="dist-a")
+    with pytest.raises(PluginError, match="dist-b.*already registered one.*dist-a|dist-b.*dist-a.*already registered"):
+        reg.add_plugin(Good(), name="other", distribution="dist-b")
+    assert reg.names("problem") == ["lin"]  # the first stays usable
+
+
+def _plugin(prior=None, fwd=None):
+    class P:
+        @invkit.hookimpl
+        def invkit_register_priors(self, register):
+            register(prior or _prior("pp"))
+
+        @invkit.hookimpl
+        def invkit_register_forward_processes(self, register):
+            register(fwd or ForwardProcess("ff", 2, 1, lambda x: x[:, :1]))
+
+        @invkit.hookimpl
+        def invkit_register_problems(self, register):
+            register(ProblemSpec("prob", lambda: Problem("prob", "pp", "ff")))
+    return P()
+
+
+@pytest.mark.parametrize("prior,fwd,message", [
+    (_prior("pp", dim=0), None, "dim=0"),
+    (None, ForwardProcess("ff", 2, 3, lambda x: x[:, :1]), r"shape \(16, 1\); expected \(16, 3\)"),
+    (None, ForwardProcess("ff", 2, 1, lambda x: x[:, :1] * float("nan")), "NaN"),
+    (_prior("pp", fn=lambda n, g: torch.randn(n, 3, generator=g)), None, "expected"),
+    (None, ForwardProcess("ff", 2, 1, lambda x: 1 / 0), "ZeroDivisionError"),
+    ("not a prior", None, "expected invkit.Prior"),
+])
+def test_broken_plugins_get_clear_errors(prior, fwd, message):
+    reg = Registry()
+    with pytest.raises(PluginError, match=message) as info:
+        reg.add_plugin(_plugin(prior, fwd), name="broken", distribution="broken-dist")
+        reg.build_problem("prob")
+    assert "broken" in str(info.value)
