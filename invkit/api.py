@@ -18,8 +18,7 @@ from invkit.evaluation.context import EvalContext
 from invkit.posterior import Posterior
 from invkit.problem import Problem
 from invkit.registry import get_registry
-from invkit.rundir import (CONFIG, METRICS, MODEL, PLOTS, create_run_dir, default_run_dir,
-                           write_json)
+from invkit.rundir import CONFIG, METRICS, MODEL, PLOTS, create_run_dir, default_run_dir, write_json
 
 
 @dataclass

@@ -32,7 +32,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def configure_numerics(device: torch.device) -> None:
-    """Flush denormals on CPU: tiny activations otherwise slow float32 math by orders of magnitude."""
+    """Flush denormals on CPU: tiny activations otherwise slow float32 math badly."""
     if device.type == "cpu":
         torch.set_flush_denormal(True)
 

@@ -12,12 +12,15 @@ from invkit.errors import InvkitError
 from invkit.problem import Problem
 
 
-def as_observations(y: Any, dim_y: int, device: torch.device, what: str = "y") -> tuple[Tensor, bool]:
+def as_observations(y: Any, dim_y: int, device: torch.device,
+                    what: str = "y") -> tuple[Tensor, bool]:
     """Accept numpy/torch/list y of shape (dim_y,) or (m, dim_y); return (m, dim_y), single?"""
     try:
         t = torch.as_tensor(np.asarray(y, dtype=np.float32) if not torch.is_tensor(y) else y)
     except (TypeError, ValueError) as exc:
-        raise InvkitError(f"{what} must be numbers of shape ({dim_y},) or (m, {dim_y}): {exc}.") from None
+        raise InvkitError(
+            f"{what} must be numbers of shape ({dim_y},) or (m, {dim_y}): {exc}."
+        ) from None
     t = t.to(device=device, dtype=torch.float32)
     single = t.dim() == 1
     if single:

@@ -267,7 +267,7 @@ def get_registry(reload: bool = False) -> Registry:
 
 
 def get_problem(name: str, **options: Any) -> Problem:
-    """A registered problem, built with its options: ``invkit.get_problem("gmm", labels="some")``."""
+    """A registered problem, built with options: ``get_problem("gmm", labels="some")``."""
     return get_registry().build_problem(name, options)
 
 

@@ -40,7 +40,8 @@ class INNObjective(nn.Module):
 
         out, _ = m(x_pad)
         out_y, out_z, out_pad = m.split_output(out)
-        l_y = cfg.lambda_y * mse(torch.cat([out_y, out_pad], 1), torch.cat([y_noisy, pad_target], 1))
+        l_y = cfg.lambda_y * mse(torch.cat([out_y, out_pad], 1),
+                                 torch.cat([y_noisy, pad_target], 1))
         l_z = cfg.lambda_z * mmd2(
             torch.cat([out_y.detach(), out_z], 1),
             torch.cat([y_noisy, randn(b, m.dim_z)], 1),

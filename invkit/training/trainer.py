@@ -138,7 +138,8 @@ class Trainer:
                 acc_n += 1
                 self.step += 1
                 if acc_n == t.log_every or self.step == t.steps:
-                    record = self._log(acc / acc_n, self.step - acc_n, time.perf_counter() - t_start)
+                    elapsed = time.perf_counter() - t_start
+                    record = self._log(acc / acc_n, self.step - acc_n, elapsed)
                     acc.zero_()
                     acc_n = 0
                     bar.update(self.step, record)
@@ -228,8 +229,14 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

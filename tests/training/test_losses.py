@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from invkit.training.losses import (inverse_weight_ramp, mmd2, mmd2_reference,
-                                    pairwise_sq_dists)
+from invkit.training.losses import inverse_weight_ramp, mmd2, mmd2_reference, pairwise_sq_dists
 
 W = [0.05, 0.2, 0.9]
 
