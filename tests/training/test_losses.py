@@ -41,3 +41,13 @@ def test_ramp_matches_authors():
     assert inverse_weight_ramp(0.0) == pytest.approx(0.004)
     assert inverse_weight_ramp(1.0) == 1.0
     assert inverse_weight_ramp(0.5) == pytest.approx(min(1, 2 * 0.002 ** 0.5))
+
+
+def test_fused_gradient_equals_autograd_of_straightforward():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(300, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    y = (torch.randn(200, 4, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
+    gx, gy = torch.autograd.grad(mmd2(x, y, W), (x, y))
+    rx, ry = torch.autograd.grad(mmd2_reference(x, y, W), (x, y))
+    torch.testing.assert_close(gx, rx, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(gy, ry, rtol=1e-9, atol=1e-12)
