@@ -97,7 +97,11 @@ class Registry:
         origin = Origin(name, distribution, version)
         if self.pm.is_registered(plugin) or self.pm.has_plugin(name):
             raise PluginError(f"{origin} is already registered.")
-        self.pm.register(plugin, name=name)
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"{origin} does not fit the plugin contract: "
+                              f"{_hook_hint(str(exc))}") from None
         try:
             self.pm.check_pending()
             staged: list[Entry] = []
@@ -132,7 +136,9 @@ class Registry:
             self.pm.unregister(plugin)
             if isinstance(exc, PluginError):
                 raise
-            raise PluginError(f"{origin} breaks the plugin contract: {exc}") from exc
+            raise PluginError(
+                f"{origin} breaks the plugin contract: {_hook_hint(str(exc))}"
+            ) from None
         for entry in staged:
             self.entries[entry.kind][entry.name] = entry
 
@@ -182,15 +188,23 @@ class Registry:
             )
         prior = problem.prior
         if isinstance(prior, str):
-            prior = self.entry("prior", prior).obj
+            prior = self._referenced("prior", prior, name, entry.origin)
         forward = problem.forward
         if isinstance(forward, str):
-            forward = self.entry("forward process", forward).obj
-        problem = replace(problem, prior=prior, forward=forward, options=opts)
+            forward = self._referenced("forward process", forward, name, entry.origin)
+        # the registered name is the one users type; a builder may not rename its problem
+        problem = replace(problem, name=name, prior=prior, forward=forward, options=opts)
         from invkit.validation import check_problem
 
         check_problem(problem, entry.origin)
         return problem
+
+    def _referenced(self, kind: str, ref: str, problem: str, origin: Origin) -> Any:
+        try:
+            return self.entry(kind, ref).obj
+        except InvkitError as exc:
+            raise PluginError(f"{origin}: problem {problem!r} refers to {kind} {ref!r}, "
+                              f"which no loaded plugin registers. {exc}") from None
 
     def origin(self, kind: str, name: str) -> Origin:
         return self.entry(kind, name).origin
@@ -212,6 +226,18 @@ def resolve_options(
             )
         out[key] = coerce(value, declared[key], f"{owner} option {key!r}")
     return out
+
+
+def _hook_hint(message: str) -> str:
+    """pluggy's message for a misspelt hook, with the memory address dropped and a suggestion."""
+    import re
+
+    hooks = [name for name, _ in _HOOKS.values()]
+    m = re.search(r"unknown hook '([^']+)'", message)
+    if not m:
+        return message
+    return (f"it implements an unknown hook {m.group(1)!r}.{suggest(m.group(1), hooks)} "
+            f"The hooks are: {', '.join(hooks)}.")
 
 
 def _validated(kind: str, cls: type, obj: Any, origin: Origin) -> Entry:

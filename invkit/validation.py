@@ -35,6 +35,18 @@ def check_problem(problem: Problem, origin: object, n: int = 16) -> None:
             f"to (n, {forward.dim_y}) with torch operations."
         ) from exc
     _check_tensor(y, (n, forward.dim_y), f"{where}: forward process {forward.name!r}")
+    if problem.reference_posterior is not None:
+        what = f"{where}: reference_posterior(y of shape (2, {forward.dim_y}), 3, generator)"
+        try:
+            ref = problem.reference_posterior(y[:2], 3, gen)
+        except Exception as exc:
+            raise PluginError(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(ref, torch.Tensor) or tuple(ref.shape) != (2, 3, prior.dim):
+            got = tuple(ref.shape) if isinstance(ref, torch.Tensor) else type(ref).__name__
+            raise PluginError(f"{what} returned {got}; expected shape (2, 3, {prior.dim}): "
+                              f"(observations, samples, dim_x).")
+        if not torch.isfinite(ref).all():
+            raise PluginError(f"{what} returned NaN or infinite values.")
 
 
 def _check_tensor(t: object, shape: tuple[int, int], what: str) -> None:

@@ -112,3 +112,52 @@ def test_broken_plugins_get_clear_errors(prior, fwd, message):
         reg.add_plugin(_plugin(prior, fwd), name="broken", distribution="broken-dist")
         reg.build_problem("prob")
     assert "broken" in str(info.value)
+
+
+def test_misspelt_hook_gets_a_suggestion():
+    class Typo:
+        @invkit.hookimpl
+        def invkit_register_prior(self, register):
+            register(_prior("x"))
+
+    with pytest.raises(PluginError, match="Did you mean 'invkit_register_priors'") as info:
+        Registry().add_plugin(Typo(), name="typo", distribution="typo-dist")
+    assert "0x" not in str(info.value)
+
+
+def test_unregistered_prior_names_the_problem():
+    class Dangling:
+        @invkit.hookimpl
+        def invkit_register_problems(self, register):
+            register(ProblemSpec("dangling", lambda: Problem("dangling", "nope", "nope")))
+
+    reg = Registry()
+    reg.add_plugin(Dangling(), name="dangling-plugin")
+    with pytest.raises(PluginError, match="problem 'dangling' refers to prior 'nope'"):
+        reg.build_problem("dangling")
+
+
+def test_reference_posterior_shape_checked_on_first_use():
+    class BadRef:
+        @invkit.hookimpl
+        def invkit_register_problems(self, register):
+            register(ProblemSpec("badref", lambda: Problem(
+                "badref", _prior("bp"), ForwardProcess("bf", 2, 1, lambda x: x[:, :1]),
+                reference_posterior=lambda y, n, g: torch.zeros(n, 2))))
+
+    reg = Registry()
+    reg.add_plugin(BadRef(), name="badref")
+    with pytest.raises(PluginError, match=r"expected shape \(2, 3, 2\)"):
+        reg.build_problem("badref")
+
+
+def test_builder_cannot_rename_its_problem():
+    class Renamed:
+        @invkit.hookimpl
+        def invkit_register_problems(self, register):
+            register(ProblemSpec("registered", lambda: Problem(
+                "other", _prior("rp"), ForwardProcess("rf", 2, 1, lambda x: x[:, :1]))))
+
+    reg = Registry()
+    reg.add_plugin(Renamed(), name="renamed")
+    assert reg.build_problem("registered").name == "registered"

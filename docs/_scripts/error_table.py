@@ -1,0 +1,431 @@
+"""Try every kind of bad input on the ``invkit`` CLI and print the message each one gets.
+
+    python docs/_scripts/error_table.py            # print docs/reference/errors.md
+    python docs/_scripts/error_table.py --write    # rewrite docs/reference/errors.md
+
+Everything runs in a temporary folder on a tiny run (seconds on a CPU). Faults that cannot be
+produced on demand (a full disk, a read-only mount, a signal at a chosen step) are simulated
+by patching the one call that would fail, and the table says so.
+``tests/test_reliability.py::test_error_table_script_runs`` checks that every row still exits
+with the code listed here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+import pathlib
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from unittest import mock
+
+PAGE = Path(__file__).resolve().parents[1] / "reference" / "errors.md"
+TINY = ["--preset", "quick", "--quiet", "--no-eval", "--set", "train.n_samples=500",
+        "--set", "train.n_test=32", "--set", "train.batch_size=32",
+        "--set", "model.subnet_width=8", "--set", "model.n_blocks=2",
+        "--set", "train.steps=20", "--set", "train.log_every=5"]
+Y = "1,0,0,0,0,0,0,0"  # a valid observation of the gmm problem (one-hot colour, dim_y = 8)
+
+
+@dataclass
+class Case:
+    section: str
+    what: str
+    argv: list[str]
+    expected: int = 2
+    prepare: Callable[[], None] | None = None  # makes files the command needs
+    patch: Callable[[], contextlib.AbstractContextManager] | None = None  # simulated faults
+    shown: str = ""  # the command as shown, when argv carries the tiny settings
+    simulated: str = ""
+
+
+@dataclass
+class Row:
+    case: Case
+    code: int
+    message: str
+    extra: dict = field(default_factory=dict)
+
+
+# -- the faults that are simulated ------------------------------------------------------------
+def _oserror(code: int, filename: str | None = None) -> OSError:
+    return OSError(code, os.strerror(code), filename)
+
+
+def read_only_mount():
+    def mkdir(self, *args, **kwargs):
+        raise _oserror(errno.EROFS, str(self))
+
+    return mock.patch.object(pathlib.Path, "mkdir", mkdir)
+
+
+def disk_full_after(saves_ok: int):
+    import torch
+
+    real = torch.save
+    count = {"n": 0}
+
+    def save(obj, f, *args, **kwargs):
+        count["n"] += 1
+        if count["n"] > saves_ok:
+            raise _oserror(errno.ENOSPC)
+        return real(obj, f, *args, **kwargs)
+
+    return mock.patch.object(torch, "save", save)
+
+
+def signal_during_step(step: int, sig: int = signal.SIGTERM):
+    from invkit.training.objectives import INNObjective
+
+    real = INNObjective.forward
+    count = {"n": 0}
+
+    def forward(self, *args, **kwargs):
+        count["n"] += 1
+        if count["n"] == step:
+            os.kill(os.getpid(), sig)
+        return real(self, *args, **kwargs)
+
+    return mock.patch.object(INNObjective, "forward", forward)
+
+
+# -- the files the cases need -----------------------------------------------------------------
+def write(name: str, text: str) -> Callable[[], None]:
+    return lambda: Path(name).write_text(text)
+
+
+def corrupt(edit: Callable[[dict], None] | None = None, raw: bytes | None = None,
+            torch_obj: object = None) -> Callable[[], None]:
+    """A fresh copy of the tiny run in ``bad/`` whose model.pt is damaged in one way."""
+
+    def prepare() -> None:
+        import torch
+
+        shutil.rmtree("bad", ignore_errors=True)
+        shutil.copytree("run", "bad")
+        target = Path("bad/model.pt")
+        if raw is not None:
+            target.write_bytes(raw)
+        elif torch_obj is not None:
+            torch.save(torch_obj, target)
+        elif edit is not None:
+            ckpt = torch.load(target, weights_only=True)
+            edit(ckpt)
+            torch.save(ckpt, target)
+
+    return prepare
+
+
+def truncated() -> None:
+    corrupt()()
+    data = Path("bad/model.pt").read_bytes()
+    Path("bad/model.pt").write_bytes(data[: len(data) // 2])
+
+
+class _Evil:
+    """A pickle that would run code on load; weights_only=True refuses it."""
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path("pwned"),))
+
+
+def _set(*keys: str, value: object) -> Callable[[dict], None]:
+    def edit(ckpt: dict) -> None:
+        target = ckpt
+        for k in keys[:-1]:
+            target = target[k]
+        target[keys[-1]] = value
+
+    return edit
+
+
+def _wrong_width(ckpt: dict) -> None:
+    ckpt["config"]["model"]["subnet_width"] = 32
+
+
+def _missing_plugin(ckpt: dict) -> None:
+    ckpt["config"]["problem"]["name"] = "spectra"
+    ckpt["problem"].update(name="spectra", plugin="spectra", distribution="invkit-spectra",
+                           version="1.2.0")
+
+
+def cases() -> list[Case]:
+    run, cfg = "invkit run gmm", "invkit run gmm --config c.toml"
+    return [
+        # -- invkit run: names, keys and values ------------------------------------------
+        Case("run", "unknown problem", ["run", "gmn"]),
+        Case("run", "mistyped config key", ["run", "gmm", "--set", "train.stpes=100"]),
+        Case("run", "ambiguous short key", ["run", "gmm", "--set", "n_samples=100"]),
+        Case("run", "value of the wrong type", ["run", "gmm", "--set", "steps=lots"]),
+        Case("run", "integer too large to be one", ["run", "gmm", "--set", "steps=1e400"]),
+        Case("run", "value out of range", ["run", "gmm", "--set", "lr=-1"]),
+        Case("run", "NaN value", ["run", "gmm", "--set", "lr=nan"]),
+        Case("run", "not one of the choices", ["run", "gmm", "--set", "block=glo"]),
+        Case("run", "list of the wrong length", ["run", "gmm", "--set", "betas=0.9"]),
+        Case("run", "empty list", ["run", "gmm", "--set", "mmd_widths_x=[]"]),
+        Case("run", "bad problem option value", ["run", "gmm", "--set", "labels=few"]),
+        Case("run", "unknown problem option", ["run", "gmm", "--set", "problem.colour=3"]),
+        Case("run", "--set without '='", ["run", "gmm", "--set", "steps"]),
+        Case("run", "seed out of range", ["run", "gmm", "--seed", "-1"]),
+        Case("run", "unknown device", ["run", "gmm", "--device", "tpu"]),
+        Case("run", "malformed device", ["run", "gmm", "--device", "cpu:x"]),
+        Case("run", "evaluation without held-out pairs",
+             ["run", "gmm", "--set", "train.n_test=0"]),
+        Case("run", "no problem", ["run"]),
+        Case("run", "unknown option (argparse)", ["run", "gmm", "--steps", "10"]),
+        # -- config files ------------------------------------------------------------------
+        Case("config file", "missing file", ["run", "gmm", "--config", "missing.toml"]),
+        Case("config file", "not TOML", ["run", "gmm", "--config", "c.toml"],
+             prepare=write("c.toml", "[train\nsteps = 1\n"), shown=cfg + "  # [train"),
+        Case("config file", "unknown key", ["run", "gmm", "--config", "c.toml"],
+             prepare=write("c.toml", "[train]\nstpes = 10\n"),
+             shown=cfg + "  # [train] stpes = 10"),
+        Case("config file", "wrong type", ["run", "gmm", "--config", "c.toml"],
+             prepare=write("c.toml", '[train]\nsteps = "many"\n'),
+             shown=cfg + '  # [train] steps = "many"'),
+        Case("config file", "scalar where a list belongs", ["run", "gmm", "--config", "c.toml"],
+             prepare=write("c.toml", "[train]\nbetas = 0.9\n"),
+             shown=cfg + "  # [train] betas = 0.9"),
+        Case("config file", "problem given as a string", ["run", "gmm", "--config", "c.toml"],
+             prepare=write("c.toml", 'problem = "gmm"\n'), shown=cfg + '  # problem = "gmm"'),
+        Case("config file", "unknown problem option", ["run", "gmm", "--config", "c.toml"],
+             prepare=write("c.toml", '[problem]\nlabel = "some"\n'),
+             shown=cfg + '  # [problem] label = "some"'),
+        Case("config file", "unknown preset", ["run", "gmm", "--config", "c.toml"],
+             prepare=write("c.toml", 'preset = "fast"\n'), shown=cfg + '  # preset = "fast"'),
+        # -- the run directory -------------------------------------------------------------
+        Case("run directory", "--out exists", ["run", "gmm", *TINY, "--out", "run"],
+             shown=f"{run} --out run"),
+        Case("run directory", "--force on a folder that is not a run",
+             ["run", "gmm", *TINY, "--out", "notes", "--force"],
+             prepare=lambda: (Path("notes").mkdir(exist_ok=True),
+                              Path("notes/todo.txt").write_text("x")),
+             shown=f"{run} --out notes --force"),
+        Case("run directory", "--out below a file", ["run", "gmm", *TINY, "--out", "f.txt/run"],
+             prepare=write("f.txt", "x"), shown=f"{run} --out f.txt/run"),
+        Case("run directory", "read-only output folder",
+             ["run", "gmm", *TINY, "--out", "ro/run"], patch=read_only_mount,
+             shown=f"{run} --out ro/run", simulated="mkdir fails with EROFS"),
+        Case("run directory", "disk full at the first checkpoint (run removed)",
+             ["run", "gmm", *TINY, "--set", "train.checkpoint_every=10", "--out", "full1"],
+             patch=lambda: disk_full_after(0), shown=f"{run} --out full1",
+             simulated="torch.save fails with ENOSPC"),
+        Case("run directory", "disk full at a later checkpoint (earlier one kept)",
+             ["run", "gmm", *TINY, "--set", "train.checkpoint_every=10", "--out", "full2"],
+             patch=lambda: disk_full_after(1), shown=f"{run} --out full2",
+             simulated="the second torch.save fails with ENOSPC"),
+        # -- training ----------------------------------------------------------------------
+        Case("training", "loss diverges", ["run", "gmm", *TINY, "--set", "train.lr=1e6",
+                                           "--out", "nan"],
+             shown=f"{run} --set train.lr=1e6"),
+        Case("training", "Ctrl-C or SIGTERM", ["run", "gmm", *TINY, "--out", "stopped"],
+             expected=130, patch=lambda: signal_during_step(7),
+             shown=f"{run} --out stopped", simulated="SIGTERM during step 7"),
+        Case("training", "--resume of a folder that is not a run",
+             ["run", "--resume", "notes"], prepare=lambda: Path("notes").mkdir(exist_ok=True)),
+        Case("training", "--resume of a missing folder", ["run", "--resume", "nowhere"]),
+        Case("training", "--resume with new settings",
+             ["run", "--resume", "run", "--set", "train.lr=1"]),
+        # -- invkit sample -----------------------------------------------------------------
+        Case("sample", "NaN in the observation", ["sample", "run", "--y", "nan,1,0,0,0,0,0,0"]),
+        Case("sample", "observation of the wrong dimension", ["sample", "run", "--y", "1,0"]),
+        Case("sample", "observation that is not numbers", ["sample", "run", "--y", "1,x"]),
+        Case("sample", "observations of different lengths",
+             ["sample", "run", "--y", Y, "--y", "1,0"]),
+        Case("sample", "no samples", ["sample", "run", "--y", Y, "-n", "0"]),
+        Case("sample", "--out exists", ["sample", "run", "--y", Y, "--out", "s.npy"],
+             prepare=write("s.npy", "keep")),
+        Case("sample", "--out of an unknown format", ["sample", "run", "--y", Y, "--out",
+                                                       "s.txt"]),
+        Case("sample", "--out in a missing folder",
+             ["sample", "run", "--y", Y, "--out", "no/such/s.npy"]),
+        Case("sample", "not a run directory", ["sample", "nowhere", "--y", Y]),
+        # -- invkit evaluate ---------------------------------------------------------------
+        Case("evaluate", "a setting that needs retraining",
+             ["evaluate", "run", "--set", "train.lr=1"]),
+        Case("evaluate", "not a run directory", ["evaluate", "nowhere"]),
+        # -- damaged or foreign checkpoints (the same for sample, evaluate and --resume) ----
+        Case("checkpoint", "truncated model.pt", ["sample", "bad", "--y", Y], prepare=truncated),
+        Case("checkpoint", "random bytes", ["sample", "bad", "--y", Y],
+             prepare=corrupt(raw=bytes(range(256)) * 8)),
+        Case("checkpoint", "empty file", ["evaluate", "bad"], prepare=corrupt(raw=b"")),
+        Case("checkpoint", "a torch file that is not a checkpoint",
+             ["sample", "bad", "--y", Y], prepare=corrupt(torch_obj={"weights": [1.0]})),
+        Case("checkpoint", "a pickle that would run code", ["sample", "bad", "--y", Y],
+             prepare=corrupt(torch_obj=_Evil())),
+        Case("checkpoint", "written with another FrEIA", ["evaluate", "bad"],
+             prepare=corrupt(_set("versions", "FrEIA", value="0.1"))),
+        Case("checkpoint", "another checkpoint format", ["sample", "bad", "--y", Y],
+             prepare=corrupt(_set("format_version", value=99))),
+        Case("checkpoint", "weights that do not fit its config", ["sample", "bad", "--y", Y],
+             prepare=corrupt(_wrong_width)),
+        Case("checkpoint", "weights that do not fit its config (resume)",
+             ["run", "--resume", "bad"], prepare=corrupt(_wrong_width)),
+        Case("checkpoint", "a config with an unknown key", ["evaluate", "bad"],
+             prepare=corrupt(_set("config", "train", "stpes", value=3))),
+        Case("checkpoint", "problem plugin not installed", ["sample", "bad", "--y", Y],
+             prepare=corrupt(_missing_plugin)),
+        Case("checkpoint", "problem plugin of another version (a warning)",
+             ["sample", "bad", "--y", Y, "-n", "5"], expected=0,
+             prepare=corrupt(_set("problem", "version", value="0.0.1"))),
+        # -- invkit baseline ---------------------------------------------------------------
+        Case("baseline", "unknown baseline", ["baseline", "abd", "gmm", "--y", Y]),
+        Case("baseline", "unknown baseline option",
+             ["baseline", "abc", "gmm", "--y", Y, "--set", "tolerence=0.1"]),
+    ]
+
+
+def _run(case: Case) -> tuple[int, str]:
+    from invkit.cli.main import main
+
+    if case.prepare is not None:
+        case.prepare()
+    err = io.StringIO()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.redirect_stderr(err))
+        stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+        if case.patch is not None:
+            stack.enter_context(case.patch())
+        try:
+            code = main(case.argv)
+        except SystemExit as exc:  # argparse
+            code = int(exc.code or 0)
+    lines = [line for line in err.getvalue().splitlines() if line.strip()]
+    if case.expected == 0:
+        lines = [line for line in lines if line.startswith("warning:")]
+    elif lines and not lines[0].startswith("error:"):  # argparse: usage, then the error
+        lines = lines[-1:]
+    return code, " ".join(" ".join(lines).split())
+
+
+@contextlib.contextmanager
+def _workdir() -> Iterator[Path]:
+    old = Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="invkit-errors-") as tmp:
+        os.chdir(tmp)
+        try:
+            yield Path(tmp)
+        finally:
+            os.chdir(old)
+
+
+def collect() -> list[Row]:
+    """Run every case in a temporary folder; the first trains the tiny run the others use."""
+    import torch
+
+    from invkit.cli.main import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with _workdir():
+            with contextlib.redirect_stdout(io.StringIO()):
+                assert main(["run", "gmm", *TINY, "--out", "run"]) == 0
+            rows = []
+            for case in cases():
+                code, message = _run(case)
+                rows.append(Row(case, code, message))
+            assert not Path("pwned").exists(), "a pickle ran code on load"
+            return rows
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _md(text: str) -> str:
+    for ch in "\\`*_|<>[]":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def _shown(case: Case) -> str:
+    if case.shown:
+        return case.shown
+    return "invkit " + " ".join(a if a and " " not in a else repr(a) for a in case.argv)
+
+
+INTRO = """\
+# Bad input and the messages it gets
+
+Every mistake a user can make gets **one paragraph** on stderr that says what was wrong and
+how to fix it, and a **non-zero exit code**, never a traceback: exit code 2 for bad input,
+130 for a run stopped with Ctrl-C or SIGTERM (after it saved a checkpoint). A traceback is a
+bug in invkit or in a plugin: please report it.
+
+What is kept when a command fails:
+
+- Bad names, keys and values are caught **before** anything is written: no run directory.
+- A run that fails later removes its run directory unless it already holds a checkpoint
+  (`model.pt`); then it is kept so that `invkit run --resume RUN_DIR` can continue.
+- Checkpoints are written atomically (a temporary file, fsync, rename): a crash, a kill or a
+  full disk leaves the previous checkpoint intact, never a torn one. They are written every
+  `train.checkpoint_every` steps (default 500; 0 = only at the end), on Ctrl-C / SIGTERM and
+  at the end. `invkit run --resume RUN_DIR` continues with the saved optimizer, learning-rate
+  schedule, random-number state and running losses, and ends exactly where an uninterrupted
+  run would (on CPU: the same weights and metrics, bit for bit).
+- A loss or weight that becomes NaN or infinite stops training with the step range and the
+  loss term; the diverged state is never saved over the last good checkpoint.
+- Checkpoints are loaded with `torch.load(weights_only=True)`: a checkpoint can hold no code.
+
+The table below is generated by running each command on a tiny run. Regenerate it with
+
+```console
+$ python docs/_scripts/error_table.py --write
+```
+
+and `tests/test_reliability.py::test_error_table_script_runs` checks that every row still
+exits as listed. Faults that cannot be produced on demand are simulated by making the one
+call that would fail raise the error the system would give (noted in the table).
+Paths are relative to the folder the commands run in; `run` is a finished run directory and
+`bad` a copy of it with `model.pt` damaged as described.
+"""
+
+TITLES = {
+    "run": "`invkit run`: names, keys and values",
+    "config file": "Config files (`--config FILE.toml`)",
+    "run directory": "The run directory",
+    "training": "Training, interrupting and resuming",
+    "sample": "`invkit sample`",
+    "evaluate": "`invkit evaluate`",
+    "checkpoint": "Damaged or foreign checkpoints",
+    "baseline": "`invkit baseline`",
+}
+
+
+def render(rows: list[Row]) -> str:
+    out = [INTRO]
+    for section, title in TITLES.items():
+        out.append(f"\n## {title}\n")
+        out.append("| Bad input | Command | Exit | Message |")
+        out.append("|---|---|---|---|")
+        for row in (r for r in rows if r.case.section == section):
+            what = _md(row.case.what)
+            if row.case.simulated:
+                what += f" (simulated: {_md(row.case.simulated)})"
+            out.append(f"| {what} | `{_shown(row.case)}` | {row.code} | {_md(row.message)} |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    rows = collect()
+    page = render(rows)
+    wrong = [r for r in rows if r.code != r.case.expected or "Traceback" in r.message]
+    for r in wrong:
+        print(f"unexpected: {r.case.what}: exit {r.code}: {r.message}", file=sys.stderr)
+    if "--write" in argv:
+        PAGE.parent.mkdir(parents=True, exist_ok=True)
+        PAGE.write_text(page)
+        print(f"wrote {PAGE}", file=sys.stderr)
+    else:
+        sys.stdout.write(page)
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
