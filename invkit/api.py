@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import shlex
 import shutil
 import time
 from dataclasses import dataclass
@@ -10,10 +12,11 @@ from typing import Any
 
 import torch
 
-from invkit.checkpoint import load_checkpoint, make_checkpoint, save_atomic
+from invkit import distributed
+from invkit.checkpoint import first_line, load_checkpoint, make_checkpoint, save_atomic
 from invkit.config import RunConfig, build_config, load_toml
-from invkit.device import configure_numerics, make_generator, resolve_device
-from invkit.errors import InvkitError
+from invkit.device import configure_numerics, make_generator, numerics_restored, resolve_device
+from invkit.errors import CheckpointError, ConfigError, InvkitError
 from invkit.evaluation.context import EvalContext
 from invkit.posterior import Posterior
 from invkit.problem import Problem
@@ -63,7 +66,14 @@ def train(problem: str, preset: str = "default", *, overrides: dict[str, Any] | 
     torch.Size([1000, 2])
     """
     cfg, prob = resolve(problem, preset, overrides, config_file, seed, device)
+    if evaluate and cfg.train.n_test < 1:
+        raise ConfigError("Evaluation needs held-out pairs, but train.n_test is 0. Set "
+                          "train.n_test to at least 1, or train only (--no-eval).")
+    resolve_device(cfg.device)  # a bad device is bad input: fail before writing anything
     run_dir = Path(out) if out is not None else default_run_dir(prob.name)
+    new_parents = [p for p in Path(run_dir).absolute().parents if not p.exists()]
+    if not distributed.is_main():  # under torchrun only rank 0 writes the run directory
+        return _train_in(run_dir, cfg, prob, progress=False, evaluate=False)
     run_dir = create_run_dir(run_dir, force=force)
     try:
         cfg.save(run_dir / CONFIG)
@@ -73,39 +83,90 @@ def train(problem: str, preset: str = "default", *, overrides: dict[str, Any] | 
 
         if not isinstance(exc, TrainingInterrupted) and not (run_dir / MODEL).exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping
+            for parent in new_parents:  # and the folders made for it (runs/PROBLEM/), if empty
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
         raise
 
 
 def resume(run_dir: str | Path, progress: bool = True, evaluate: bool = True,
            device: str | None = None) -> RunResult:
     """Continue an interrupted run from its last checkpoint; ends as an uninterrupted run would."""
+    from invkit.rundir import checkpoint_config, checkpoint_problem
+
     run_dir = Path(run_dir)
+    if run_dir.is_file() and run_dir.name == MODEL:
+        run_dir = run_dir.parent
+    if not (run_dir / MODEL).is_file():
+        why = "it does not exist" if not run_dir.exists() else "it holds no model.pt"
+        raise CheckpointError(
+            f"Cannot resume {str(run_dir)!r}: {why}. --resume takes the run directory of an "
+            f"earlier 'invkit run', which saves model.pt every train.checkpoint_every steps, "
+            f"on Ctrl-C or SIGTERM, and at the end; a run stopped before its first checkpoint "
+            f"has to start again."
+        )
     ckpt = load_checkpoint(run_dir)
-    cfg = RunConfig.from_dict(ckpt["config"])
+    cfg = checkpoint_config(ckpt, run_dir)
     if device is not None:
         cfg.device = device
-    prob = get_registry().build_problem(cfg.problem, cfg.problem_options)
+    prob = checkpoint_problem(ckpt, cfg, run_dir)
+    for stale in run_dir.glob(f".{MODEL}.*.tmp"):  # left by a process killed while saving
+        if distributed.is_main():
+            stale.unlink(missing_ok=True)
     return _train_in(run_dir, cfg, prob, state=ckpt["state"], progress=progress,
                      evaluate=evaluate)
 
 
 def _train_in(run_dir: Path, cfg: RunConfig, prob: Problem, state: dict | None = None,
               progress: bool = True, evaluate: bool = True) -> RunResult:
-    from invkit.training.trainer import Trainer
+    with numerics_restored():  # the caller's CPU float mode is left as it was
+        return _train_and_evaluate(run_dir, cfg, prob, state, progress, evaluate)
+
+
+def _train_and_evaluate(run_dir: Path, cfg: RunConfig, prob: Problem, state: dict | None,
+                        progress: bool, evaluate: bool) -> RunResult:
+    from invkit.training.trainer import Trainer, TrainingInterrupted
 
     dev = resolve_device(cfg.device)
+    shard = distributed.init_from_env(dev)  # None unless launched by torchrun with N > 1
+    main = shard is None or shard.is_main
+    if shard is not None:
+        dev = shard.device
+        progress, evaluate = progress and main, evaluate and main
     configure_numerics(dev)
     origin = _origin(prob)
 
     def save(trainer: Trainer, complete: bool = False) -> None:
+        if not main:  # every rank holds the same state; rank 0 writes it
+            return
         save_atomic(make_checkpoint(trainer.state_dict(), cfg.to_dict(), origin, complete),
                     run_dir / MODEL)
 
     trainer = Trainer(prob, cfg, dev, progress=progress, on_checkpoint=save)
     if state is not None:
-        trainer.load_state_dict(state)
-    result = trainer.fit()
-    save(trainer, complete=True)
+        try:
+            trainer.load_state_dict(state)
+        except (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            raise CheckpointError(
+                f"The training state in {str(run_dir / MODEL)!r} does not fit the network and "
+                f"optimizer its config describes ({type(e).__name__}: {first_line(e)}). The "
+                f"checkpoint is damaged or was edited; retrain, or resume from an intact copy."
+            ) from None
+    try:
+        result = trainer.fit()
+        save(trainer, complete=True)
+    except TrainingInterrupted as exc:  # name the actual run directory in the way out
+        raise TrainingInterrupted(str(exc).replace("RUN_DIR", shlex.quote(str(run_dir)))) \
+            from None
+    except OSError as exc:  # e.g. the disk filled up while writing a checkpoint
+        if not (run_dir / MODEL).exists():
+            raise  # nothing kept: the caller removes the run directory
+        raise InvkitError(
+            f"Could not write the checkpoint: {exc.strerror or exc}. The previous checkpoint in "
+            f"{str(run_dir)!r} (step {trainer.last_checkpoint_step}) is intact: fix the cause "
+            f"(free some space), then continue with: invkit run --resume "
+            f"{shlex.quote(str(run_dir))}"
+        ) from exc
     posterior = Posterior(trainer.model, prob, cfg, dev)
     metrics: dict[str, Any] = {
         "problem": prob.name, "problem_options": dict(prob.options), "preset": cfg.preset,
@@ -117,7 +178,8 @@ def _train_in(run_dir: Path, cfg: RunConfig, prob: Problem, state: dict | None =
         assert trainer.data is not None
         metrics.update(evaluate_posterior(posterior, run_dir, trainer.data.x_test,
                                           trainer.data.y_test, result.history, progress))
-    write_json(run_dir / METRICS, metrics)
+    if main:
+        write_json(run_dir / METRICS, metrics)
     return RunResult(run_dir, cfg, metrics, posterior)
 
 
@@ -155,6 +217,9 @@ def reevaluate(run_dir: str | Path, device: str = "cpu", overrides: dict[str, An
         if not full.startswith("eval."):
             raise InvkitError(f"invkit evaluate only changes eval.* settings; {full!r} would "
                               f"need retraining.")
+    if cfg.train.n_test < 1:
+        raise ConfigError(f"{str(run_dir)!r} was trained with train.n_test=0: there are no "
+                          f"held-out pairs to evaluate on. Retrain with train.n_test >= 1.")
     # the held-out split is regenerated from the seed: the same points as at training time
     x_test, y_test = held_out_split(posterior.problem, cfg.train.n_test, cfg.seed, posterior.device)
     metrics = read_metrics(run_dir)

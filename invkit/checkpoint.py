@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -53,6 +55,13 @@ def save_atomic(obj: dict[str, Any], path: Path) -> None:
         raise
 
 
+def first_line(exc: BaseException) -> str:
+    """The first informative line of an exception's message, without terminal escapes."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
+    lines = [line for line in lines if line and not line.startswith("Error(s) in loading")]
+    return lines[0] if lines else ""
+
+
 def make_checkpoint(state: dict[str, Any], config: dict[str, Any], problem: dict[str, str],
                     complete: bool) -> dict[str, Any]:
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": versions(),
@@ -70,13 +79,19 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
+        if isinstance(exc, pickle.UnpicklingError):
+            detail = ("not a weights-only torch file: a checkpoint holds tensors and plain data, "
+                      "nothing that could run code")
+        else:
+            detail = f"{type(exc).__name__}: {first_line(exc)}".rstrip(": ")
         raise CheckpointError(
-            f"{str(path)!r} cannot be read as an invkit checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}). It may be truncated, corrupted "
-            f"or not a checkpoint; retrain, or resume from an intact copy."
+            f"{str(path)!r} cannot be read as an invkit checkpoint ({detail}). It may be "
+            f"truncated, corrupted or not a checkpoint; retrain, or resume from an intact copy."
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is a torch file but not an invkit checkpoint.")
+    if not isinstance(ckpt.get("versions", {}), dict):
+        raise CheckpointError(f"{str(path)!r} lacks its 'versions' section; it is damaged.")
     if ckpt.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{str(path)!r} has checkpoint format {ckpt.get('format_version')}, this invkit "

@@ -1,13 +1,15 @@
 """The run configuration: typed sections, presets, ``--set key=value`` and TOML files.
 
 Keys are dotted (``train.lr``); a key whose last part is unique may be given alone
-(``--set lr=3e-4``, ``--set labels=some``). Problem options live in the ``problem`` section.
+(``--set lr=3e-4``, ``--set labels=some``); ``--set model=cinn`` is an alias of ``model.kind``.
+Problem options live in the ``problem`` section.
 Resolution order: core defaults < core preset < problem preset < TOML file < ``--set``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PRESETS = ("quick", "default", "paper")
+FLOAT32_MAX = 3.4028234663852886e38  # float settings meet float32 tensors
 
 
 @dataclass
@@ -36,6 +39,10 @@ class ModelConfig:
     dim_z: int = 0  # 0: max(1, dim_x - dim_y) if dim_y < dim_x else dim_x
     dim_total: int = 0  # 0: max(dim_x, dim_y + dim_z)
     leaky_slope: float = 0.01
+    # cinn only: y passes through a learned feature net (2 hidden layers of cond_width) to
+    # cond_features features before conditioning the couplings; 0 = the standardised y itself
+    cond_features: int = 0
+    cond_width: int = 128
 
 
 @dataclass
@@ -64,7 +71,9 @@ class TrainConfig:
     pad_noise: float = 0.05
     compile: bool = False
     log_every: int = 50
-    checkpoint_every: int = 0  # steps between checkpoints; 0: only at the end
+    # steps between checkpoints (model.pt, written atomically; also on Ctrl-C / SIGTERM and at
+    # the end); 0: only then. ``invkit run --resume RUN_DIR`` continues from the last one.
+    checkpoint_every: int = 500
 
 
 @dataclass
@@ -76,6 +85,10 @@ class EvalConfig:
     reference: str = "auto"  # auto (exact if the problem has it, else ABC) | exact | abc | none
     abc_pool: int = 10_000_000  # simulations in the shared quantile-ABC pool
     plots: bool = True
+    # calibration diagnostics (SBC ranks, expected coverage) on held-out (x, y) pairs;
+    # 0 targets disables them. 99 samples give 100 rank values: 20 equal histogram bins.
+    calibration_targets: int = 200
+    calibration_samples: int = 99
 
 
 @dataclass
@@ -146,6 +159,8 @@ def resolve_key(key: str, problem_options: dict[str, Any] | None = None) -> str:
     if key in keys:
         return key
     matches = [k for k in keys if k.split(".")[-1] == key]
+    if not matches and key in ALIASES:
+        return ALIASES[key]
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
@@ -154,6 +169,10 @@ def resolve_key(key: str, problem_options: dict[str, Any] | None = None) -> str:
         f"Unknown config key {key!r}.{suggest(key, keys + [k.split('.')[-1] for k in keys])} "
         f"Known keys: {', '.join(keys)}."
     )
+
+
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number",
+               list: "a list of numbers", str: "a string"}
 
 
 def coerce(value: Any, default: Any, what: str) -> Any:
@@ -177,7 +196,10 @@ def coerce(value: Any, default: Any, what: str) -> Any:
         if isinstance(default, float):
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ConfigError(f"{what} must be a finite number, got {value!r}.")
+            return number
         if isinstance(default, list):
             if isinstance(value, str):
                 items = [v for v in value.strip("[]").split(",") if v.strip()]
@@ -191,10 +213,10 @@ def coerce(value: Any, default: Any, what: str) -> Any:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError
             return str(value)
-    except (TypeError, ValueError):
-        kind = type(default).__name__
+    except (TypeError, ValueError, OverflowError):
+        kind = _KIND_NAMES.get(type(default), f"a {type(default).__name__}")
         raise ConfigError(
-            f"{what} must be a {kind} (like {default!r}), got {value!r}."
+            f"{what} must be {kind} (like {default!r}), got {value!r}."
         ) from None
     return value
 
@@ -208,14 +230,19 @@ _CHOICES = {
 _POSITIVE = {
     "model.n_blocks", "model.subnet_width", "model.subnet_depth", "train.n_samples",
     "train.batch_size", "train.steps", "train.lr", "eval.n_targets", "eval.n_samples",
-    "model.clamp", "train.log_every", "eval.abc_pool",
+    "model.clamp", "train.log_every", "eval.abc_pool", "model.cond_width",
+    "eval.calibration_samples", "train.mmd_widths_z", "train.mmd_widths_x",
 }
 _NON_NEGATIVE = {
     "model.dim_z", "model.dim_total", "train.n_test", "train.lr_final", "train.eps",
     "train.weight_decay", "train.grad_clamp", "train.grad_clip_norm", "train.lambda_y",
     "train.lambda_z", "train.lambda_x", "train.lambda_recon", "train.y_noise",
-    "train.pad_noise", "train.checkpoint_every", "model.leaky_slope",
+    "train.pad_noise", "train.checkpoint_every", "model.leaky_slope", "model.cond_features",
+    "eval.calibration_targets",
 }
+
+# Names that are not a key's last part but read naturally on the command line.
+ALIASES = {"model": "model.kind"}  # --set model=cinn
 
 
 def set_key(cfg: RunConfig, key: str, value: Any, allow_short: bool = True) -> str:
@@ -243,6 +270,16 @@ def set_key(cfg: RunConfig, key: str, value: Any, allow_short: bool = True) -> s
             f"{suggest(str(new), _CHOICES[full])}"
         )
     values = new if isinstance(new, list) else [new]
+    if any(isinstance(v, float) and abs(v) > FLOAT32_MAX for v in values):
+        raise ConfigError(f"'{full}' must be at most {FLOAT32_MAX!r} in magnitude (training "
+                          f"runs in float32), got {new!r}.")
+    if isinstance(new, list) and not new:
+        raise ConfigError(f"'{full}' needs at least one value, got an empty list.")
+    if full == "train.betas" and (len(new) != 2 or not all(0 <= b < 1 for b in new)):
+        raise ConfigError(f"'train.betas' must be two numbers in [0, 1) (Adam's beta1, beta2), "
+                          f"got {new!r}.")
+    if full == "seed" and not 0 <= new < 2**32:
+        raise ConfigError(f"'seed' must be between 0 and 2**32 - 1, got {new!r}.")
     if full in _POSITIVE and any(v <= 0 for v in values):
         raise ConfigError(f"'{full}' must be positive, got {new!r}.")
     if full in _NON_NEGATIVE and any(v < 0 for v in values):
@@ -302,7 +339,11 @@ def build_config(
         set_key(cfg, key, value, allow_short=False)
     if toml:
         toml = dict(toml)
-        prob = dict(toml.pop("problem", {}))
+        prob = toml.pop("problem", {})
+        if not isinstance(prob, dict):
+            raise ConfigError(f"In a config file, 'problem' must be a table of problem options "
+                              f"([problem] then e.g. labels = \"some\"), got {prob!r}.")
+        prob = dict(prob)
         prob.pop("name", None)
         for key, value in prob.items():
             set_key(cfg, f"problem.{key}", value, allow_short=False)

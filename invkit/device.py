@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from invkit.errors import ConfigError
@@ -28,7 +31,27 @@ def resolve_device(name: str) -> torch.device:
                               and torch.backends.mps.is_available()):
         raise ConfigError("--device mps was asked for, but MPS is not available. "
                           "Use --device cpu or --device auto.")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"Unknown device {name!r}: use one of {', '.join(DEVICES)} "
+                          f"(optionally 'cuda:N').") from None
+
+
+def flush_denormal_enabled() -> bool:
+    """Whether this thread's CPU flushes subnormal floats to zero (torch has no getter)."""
+    return bool((torch.tensor([1e-39]) * 1.0).item() == 0.0)
+
+
+@contextmanager
+def numerics_restored() -> Iterator[None]:
+    """Undo :func:`configure_numerics` on exit: flush-to-zero is a process-wide CPU flag that
+    would otherwise change numpy's and torch's results for the caller after ``invkit.train``."""
+    was = flush_denormal_enabled()
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(was)
 
 
 def configure_numerics(device: torch.device) -> None:

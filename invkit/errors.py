@@ -29,6 +29,10 @@ class TrainingDiverged(InvkitError):
     """A loss became NaN or infinite during training."""
 
 
+class InvkitWarning(UserWarning):
+    """Something the user should know that does not stop the command (the CLI prints it)."""
+
+
 def suggest(name: str, choices: Iterable[str]) -> str:
     """A ' Did you mean ...?' suffix with close matches, or an empty string."""
     matches = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)

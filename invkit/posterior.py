@@ -37,7 +37,8 @@ def as_observations(y: Any, dim_y: int, device: torch.device,
 
 
 class Posterior:
-    """Posterior samples for any observations at once, from a trained INN.
+    """Posterior samples (and densities) for any observations at once, from a trained model
+    (the write-up's INN, or the conditional INN with exact densities: ``log_prob``).
 
     ``sample(y, n)``: y of shape ``(dim_y,)`` gives ``(n, dim_x)``; ``(m, dim_y)`` gives
     ``(m, n, dim_x)``. numpy or torch in, torch out (on the posterior's device).
@@ -55,7 +56,10 @@ class Posterior:
         if generator is not None:
             return generator
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+        if seed is not None:
+            gen.manual_seed(int(seed))
+        else:
+            gen.seed()  # fresh entropy, without reseeding torch's global RNG (torch.seed() would)
         return gen
 
     @torch.inference_mode()
@@ -69,10 +73,12 @@ class Posterior:
     def sample_and_log_prob(self, y: Any, n: int, *, seed: int | None = None,
                             generator: torch.Generator | None = None, chunk: int = 1_000_000,
                             with_log_prob: bool = True) -> tuple[Tensor, Tensor | None]:
-        """Samples and, for each, log q(x | y) = log p(z) - log|det dg/d[y,z]| (the write-up's).
+        """Samples and, for each, its log q(x | y).
 
-        For the write-up's INN this density is defined at the sampled points: it is the
-        change of variables through the padded network, with the padding held at zero.
+        Write-up's INN (model.kind=inn): log p(z) - log|det dg/d[y,z]|, the change of variables
+        through the padded network with the padding held at zero; defined at the sampled
+        points only. Conditional INN (model.kind=cinn): log N(z) - log|det dg/dz|, the exact
+        normalised density of the flow, equal to ``log_prob(x, y)`` at the same points.
         """
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise InvkitError(f"n must be a positive int (samples per observation), got {n!r}.")
@@ -99,6 +105,69 @@ class Posterior:
                      with_log_prob: bool) -> tuple[Tensor, Tensor | None]:
         x, log_q = self.model.sample_posterior(y_rows, gen)
         return x, (log_q if with_log_prob else None)
+
+    @property
+    def has_density(self) -> bool:
+        """Whether ``log_prob(x, y)`` is available (model kinds with exact densities: cinn)."""
+        return hasattr(self.model, "log_prob")
+
+    @property
+    def learns_forward(self) -> bool:
+        """Whether ``predict(x)`` is available (the write-up's INN learns f_y(x); a cINN not)."""
+        return hasattr(self.model, "predict")
+
+    @torch.inference_mode()
+    def log_prob(self, x: Any, y: Any, *, chunk: int = 1_000_000) -> Tensor:
+        """The model's exact log q(x | y) at arbitrary x (the conditional INN, model.kind=cinn).
+
+        For the cINN this is the change of variables through its flow, log N(f(x; y)) +
+        log|det df/dx|: a normalised density over x for each y. Shapes follow ``sample``:
+        y of shape ``(dim_y,)`` with x ``(dim_x,)`` or ``(n, dim_x)`` gives ``()`` or ``(n,)``;
+        y ``(m, dim_y)`` with x ``(m, dim_x)`` pairs rows and gives ``(m,)``, with x
+        ``(m, n, dim_x)`` it gives ``(m, n)``.
+
+        The write-up's INN has no such density: its ``q(x | y) = p(z) |det J|^-1`` is defined at
+        the points it generates, x = g(y, z) with the padding at zero (see
+        ``sample_and_log_prob``), since an arbitrary x does not map back to [y, z, pad = 0].
+        """
+        if not self.has_density:
+            raise InvkitError(
+                f"This posterior's model ({type(self.model).__name__}, model.kind="
+                f"{getattr(getattr(self.config, 'model', None), 'kind', '?')}) has no density "
+                f"at arbitrary x. The write-up's INN defines q(x | y) = p(z) |det J|^-1 only at "
+                f"the points it samples, x = g(y, z) with the padding at zero: use "
+                f"posterior.sample_and_log_prob(y, n) for samples with their log q. For "
+                f"log q(x | y) at any x, train a conditional INN (--set model=cinn)."
+            )
+        yt, single = as_observations(y, self.dim_y, self.device)
+        try:
+            xt = torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x)
+                                 else x)
+        except (TypeError, ValueError) as exc:
+            raise InvkitError(f"x must be numbers with last dimension {self.dim_x}: {exc}.") \
+                from None
+        xt = xt.to(device=self.device, dtype=torch.float32)
+        m = yt.shape[0]
+        ok = xt.dim() >= 1 and xt.shape[-1] == self.dim_x and (
+            xt.dim() <= 2 if single else (xt.dim() in (2, 3) and xt.shape[0] == m))
+        if not ok:
+            want = (f"({self.dim_x},) or (n, {self.dim_x})" if single
+                    else f"({m}, {self.dim_x}) or ({m}, n, {self.dim_x})")
+            raise InvkitError(f"x has shape {tuple(xt.shape)}; with y of shape "
+                              f"{tuple(yt.shape[1:] if single else yt.shape)} it must be {want}.")
+        if not torch.isfinite(xt).all():
+            raise InvkitError("x contains NaN or infinite values.")
+        lead = xt.shape[:-1]
+        flat = xt.reshape(-1, self.dim_x)
+        if single:
+            rows = torch.zeros(flat.shape[0], dtype=torch.long, device=self.device)
+        else:
+            per = flat.shape[0] // m
+            rows = torch.arange(m, device=self.device).repeat_interleave(per)
+        out = [self.model.log_prob(flat[i:i + chunk], yt[rows[i:i + chunk]])
+               for i in range(0, flat.shape[0], chunk)]
+        lp = torch.cat(out) if out else flat.new_zeros(0)
+        return lp.reshape(lead)
 
     @torch.inference_mode()
     def predict(self, x: Any) -> Tensor:

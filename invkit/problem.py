@@ -40,7 +40,8 @@ class Prior:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         if generator is None:
-            generator = torch.Generator().manual_seed(torch.seed() % 2**63)
+            generator = torch.Generator()
+            generator.seed()  # fresh entropy; torch.seed() would reseed the global RNG
         return self.sample_fn(n, generator)
 
     def log_prob(self, x: Tensor) -> Tensor:

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from invkit.checkpoint import load_checkpoint
+from invkit.checkpoint import first_line, load_checkpoint
 from invkit.config import RunConfig
 from invkit.errors import CheckpointError, InvkitError
 
@@ -52,8 +52,12 @@ def create_run_dir(path: Path, force: bool = False) -> Path:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # e.g. a full disk: leave no half-written file behind
+        raise
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
@@ -61,24 +65,69 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def checkpoint_config(ckpt: dict[str, Any], where: Any) -> RunConfig:
+    """The RunConfig saved in a checkpoint; a damaged or foreign one is a CheckpointError."""
+    try:
+        return RunConfig.from_dict(ckpt["config"])
+    except InvkitError as exc:
+        raise CheckpointError(
+            f"The config saved in {str(where)!r} is not valid for this invkit "
+            f"({ckpt.get('versions', {}).get('invkit', '?')} wrote it): {exc}"
+        ) from None
+    except Exception as exc:  # not a dict of sections: edited or damaged
+        raise CheckpointError(
+            f"The config saved in {str(where)!r} is damaged ({type(exc).__name__}: {exc}); "
+            f"retrain, or resume from an intact copy."
+        ) from None
+
+
+def checkpoint_problem(ckpt: dict[str, Any], cfg: RunConfig, where: Any):
+    """Rebuild a checkpoint's problem; name the plugin that is missing, warn on a new version."""
+    import warnings
+
+    from invkit.errors import InvkitWarning
+    from invkit.registry import get_registry
+
+    reg = get_registry()
+    saved = ckpt.get("problem") if isinstance(ckpt.get("problem"), dict) else {}
+    dist, version = saved.get("distribution", "?"), saved.get("version", "")
+    if cfg.problem not in reg.entries["problem"]:
+        failed = "".join(f" Plugin {f.name!r} ({f.distribution}) failed to load: {f.reason}."
+                         for f in reg.failed)
+        raise CheckpointError(
+            f"{str(where)!r} was trained on problem {cfg.problem!r} from plugin "
+            f"{saved.get('plugin', '?')!r} (distribution {dist} {version}), which is not "
+            f"installed here. Install that distribution (pip install '{dist}=={version}') and "
+            f"check 'invkit list'.{failed}"
+        )
+    here = reg.origin("problem", cfg.problem)
+    if (dist, version) != (here.distribution, here.version) and saved:
+        warnings.warn(InvkitWarning(
+            f"{str(where)!r} was trained with problem {cfg.problem!r} from {dist} {version}; "
+            f"this environment has {here.distribution} {here.version}. If the problem changed "
+            f"in between, samples and metrics may not match the original run."
+        ), stacklevel=2)
+    return reg.build_problem(cfg.problem, cfg.problem_options)
+
+
 def load_run(run_dir: Any, device: str | torch.device = "cpu"):
     """(posterior, config, checkpoint) of a run directory, with the problem rebuilt."""
     from invkit.posterior import Posterior
-    from invkit.registry import get_registry
     from invkit.training.trainer import build_model
 
     run_dir = Path(run_dir)
     ckpt = load_checkpoint(run_dir)
-    cfg = RunConfig.from_dict(ckpt["config"])
+    cfg = checkpoint_config(ckpt, run_dir)
     dev = torch.device(device) if not isinstance(device, torch.device) else device
-    problem = get_registry().build_problem(cfg.problem, cfg.problem_options)
+    problem = checkpoint_problem(ckpt, cfg, run_dir)
     model = build_model(cfg, problem)
     try:
         model.load_state_dict(ckpt["state"]["model"])
-    except RuntimeError as exc:
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(
             f"The weights in {str(run_dir)!r} do not fit the network its config describes "
-            f"({str(exc).splitlines()[0]}). The checkpoint is damaged or was edited."
+            f"({first_line(exc) or type(exc).__name__}). The checkpoint is damaged or was "
+            f"edited; retrain, or use an intact copy."
         ) from None
     return Posterior(model, problem, cfg, dev), cfg, ckpt
 

@@ -23,7 +23,7 @@ def test_types_and_ranges():
     assert cfg.train.betas == [0.9, 0.99]
     set_key(cfg, "compile", "true")
     assert cfg.train.compile is True
-    with pytest.raises(ConfigError, match="must be a int"):
+    with pytest.raises(ConfigError, match="must be an integer"):
         set_key(cfg, "train.steps", "many")
     with pytest.raises(ConfigError, match="positive"):
         set_key(cfg, "train.lr", "-1")

@@ -96,7 +96,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                            overrides=_overrides(args.overrides), config_file=args.config,
                            seed=args.seed, device=args.device, out=args.out, force=args.force,
                            progress=progress, evaluate=not args.no_eval)
-    print_summary(result.metrics, result.run_dir)
+    from invkit.distributed import is_main
+
+    if is_main():  # under torchrun, one summary (rank 0's)
+        print_summary(result.metrics, result.run_dir)
     return 0
 
 
@@ -111,7 +114,9 @@ def _fmt(v: Any) -> str:
 SUMMARY_KEYS = (
     "problem", "problem_options", "preset", "device", "steps", "train_time_s",
     "forward_accuracy", "mode_tv_mean", "mmd_exact_mean", "err_post", "err_post_reference",
-    "err_resim", "sampling_rate_per_s", "eval_time_s",
+    "err_resim", "sampling_rate_per_s", "calibration_max_coverage_deviation",
+    "calibration_hpd_max_coverage_deviation", "calibration_rank_pvalue_bonferroni",
+    "calibration_bins_outside_band", "calibration_flags", "eval_time_s",
 )
 
 

@@ -7,12 +7,17 @@ an interrupted training run exits with 130 after saving its checkpoint.
 from __future__ import annotations
 
 import argparse
+import errno
+import signal
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape  # messages may contain [brackets]: print them as text
 
-from invkit.errors import InvkitError
+from invkit.errors import InvkitError, InvkitWarning
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -44,22 +49,99 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     console = Console(stderr=True)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
     try:
-        return int(args.handler(args) or 0)
+        with warnings.catch_warnings(), _sigterm_as_interrupt():
+            warnings.showwarning = _show_warning(console)
+            warnings.simplefilter("default", InvkitWarning)
+            return int(args.handler(args) or 0)
     except InvkitError as exc:
         from invkit.training.trainer import TrainingInterrupted
 
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_INTERRUPTED if isinstance(exc, TrainingInterrupted) else EXIT_USER_ERROR
     except KeyboardInterrupt:
-        console.print("[bold red]interrupted[/]")
+        console.print("[bold red]interrupted[/] (a new run directory is kept only if it holds "
+                      "a checkpoint: then continue with invkit run --resume RUN_DIR)",
+                      highlight=False, soft_wrap=True)
         return EXIT_INTERRUPTED
     except OSError as exc:
         # disk full, read-only folder, ...: the user's environment, not a bug of invkit
-        console.print(f"[bold red]error:[/] {exc.strerror or exc} ({exc.filename or ''}). "
-                      f"Free some space or choose a writable --out.", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(_os_error_message(exc))}", highlight=False,
+                      soft_wrap=True)
         return EXIT_USER_ERROR
+    except MemoryError:
+        console.print("[bold red]error:[/] out of memory. Use a smaller train.batch_size, "
+                      "train.n_samples or model.subnet_width (or a device with more memory).",
+                      highlight=False, soft_wrap=True)
+        return EXIT_USER_ERROR
+    except RuntimeError as exc:  # torch.OutOfMemoryError (CUDA) is a RuntimeError
+        text = str(exc).lower()
+        if "out of memory" not in text and "can't allocate memory" not in text:
+            raise
+        first = escape(str(exc).splitlines()[0])
+        console.print(f"[bold red]error:[/] out of memory ({first}). Use a smaller "
+                      f"train.batch_size, train.n_samples or model.subnet_width.",
+                      highlight=False, soft_wrap=True)
+        return EXIT_USER_ERROR
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM outside the training loop (which saves first) acts like Ctrl-C, so cleanup runs:
+    the default action would kill the process and leave a half-made run directory."""
+    def interrupt(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--y -1,0.5`` means ``--y=-1,0.5`` (argparse would take ``-1,0.5`` for an option)."""
+    out: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--y":
+            value = next(it, None)
+            if value is not None and len(value) > 1 and value[0] == "-" \
+                    and value[1] in "0123456789.":
+                out.append(f"--y={value}")
+                continue
+            out.append(arg)
+            if value is not None:
+                out.append(value)
+            continue
+        out.append(arg)
+    return out
+
+
+def _os_error_message(exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    what = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+        fix = "The disk is full: free some space or choose another --out."
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "That location is not writable: choose a writable --out."
+    elif exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        fix = "Check the path: a folder in it does not exist."
+    else:
+        fix = "Check the path and the free space."
+    return f"{what}{where}. {fix}"
+
+
+def _show_warning(console: Console):
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
+        console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False,
+                      soft_wrap=True)
+    return show
 
 
 if __name__ == "__main__":  # pragma: no cover

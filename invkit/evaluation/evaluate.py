@@ -18,13 +18,16 @@ def sampling_rate(posterior: Any, y: torch.Tensor, n: int = THROUGHPUT_SAMPLES) 
     posterior.sample(y, 1000, seed=0)
     t0 = time.perf_counter()
     x = posterior.sample(y, n, seed=1)
-    if x.is_cuda:
-        torch.cuda.synchronize()
+    if x.is_cuda:  # kernels run asynchronously: wait for them before reading the clock
+        torch.cuda.synchronize(x.device)
+    elif x.device.type == "mps":
+        torch.mps.synchronize()
     return n / (time.perf_counter() - t0)
 
 
 def evaluate(ctx: EvalContext, progress: bool = True) -> dict[str, Any]:
-    """Err_resim and Err_post on held-out targets, sampling rate, problem metrics and plots."""
+    """Err_resim and Err_post on held-out targets, sampling rate, problem metrics and the
+    calibration diagnostics (``eval.calibration_targets`` held-out pairs; 0 skips them)."""
     from invkit.evaluation.metrics import err_post, err_resim
     from invkit.evaluation.reference import reference_samples
 
@@ -47,6 +50,10 @@ def evaluate(ctx: EvalContext, progress: bool = True) -> dict[str, Any]:
     out["sampling_rate_per_s"] = sampling_rate(post, targets[0])
     if problem.metrics is not None:
         out.update(problem.metrics(ctx))
+    if getattr(cfg.eval, "calibration_targets", 0) > 0:
+        from invkit.evaluation.diagnostics import calibration_metrics
+
+        out.update(calibration_metrics(ctx))  # SBC ranks and coverage (plots if eval.plots)
     out["eval_time_s"] = time.perf_counter() - t0
     return out
 

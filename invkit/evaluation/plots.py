@@ -14,11 +14,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 def plot_losses(history: list[dict[str, float]], path: Path) -> Path:
     steps = [h["step"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
-    for key in ("total", "l_y", "l_z", "l_x", "l_recon", "nll"):
+    # every loss the objective logged (the INN's l_y, l_z, ...; the cINN's z_sq, log_det)
+    keys = [k for k in history[0] if k not in ("step", "lr", "time_s")]
+    positive = True
+    for key in keys:
         vals = [h[key] for h in history if key in h]
-        if vals and any(v > 0 for v in vals):
+        if vals and any(v != 0 for v in vals):
             ax.plot(steps[:len(vals)], vals, label=key)
-    ax.set_yscale("log")
+            positive = positive and all(v > 0 for v in vals)
+    ax.set_yscale("log" if positive else "linear")  # a negative log-likelihood can be < 0
     ax.set_xlabel("step")
     ax.set_ylabel("loss (running mean)")
     ax.legend()

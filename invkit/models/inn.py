@@ -67,13 +67,23 @@ class PaddedINN(nn.Module):
             block_args = {"subnet_constructor": subnet, "clamp": cfg.clamp}
         with _numpy_rng_preserved(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
+            # AllInOneBlock draws its permutation from numpy's global RNG: seed it too (the
+            # caller's numpy state is restored on exit), so the seed alone fixes the network
+            np.random.seed(seed % 2**32)
             nodes: list[Ff.Node] = [Ff.InputNode(self.dim_total, name="input")]
             for k in range(cfg.n_blocks):
                 nodes.append(Ff.Node(nodes[-1], block, block_args, name=f"coupling_{k}"))
-                nodes.append(Ff.Node(nodes[-1], Fm.PermuteRandom, {"seed": seed * 1000 + k},
+                # numpy seeds must fit 32 bits: identical permutations for seeds below 4294967
+                nodes.append(Ff.Node(nodes[-1], Fm.PermuteRandom,
+                                     {"seed": (seed * 1000 + k) % 2**32},
                                      name=f"permute_{k}"))
             nodes.append(Ff.OutputNode(nodes[-1], name="output"))
             self.net = Ff.GraphINN(nodes)
+        # The graph is a chain: run its modules in order (state dict unchanged). FrEIA 0.2's
+        # GraphINN.forward builds a CPU tensor and copies it to the device on every call and
+        # for every PermuteRandom (a blocking host-to-device copy each on CUDA, 9 per pass).
+        special = (Ff.InputNode, Ff.OutputNode)
+        self._chain = [n.module for n in self.net.node_list if not isinstance(n, special)]
 
     # -- layout helpers --------------------------------------------------------------------
     @property
@@ -97,10 +107,14 @@ class PaddedINN(nn.Module):
 
     # -- directions ------------------------------------------------------------------------
     def forward(self, x_padded: Tensor, rev: bool = False) -> tuple[Tensor, Tensor]:
-        out, log_jac = self.net(x_padded, rev=rev, jac=True)
-        if not torch.is_tensor(log_jac):
-            log_jac = torch.zeros(x_padded.shape[0], device=x_padded.device)
-        return out, log_jac
+        h, log_jac = (x_padded,), None
+        for module in (reversed(self._chain) if rev else self._chain):
+            h, jac = module(h, rev=rev, jac=True)
+            if torch.is_tensor(jac):  # volume-preserving modules return a float 0.0
+                log_jac = jac if log_jac is None else log_jac + jac
+        if log_jac is None:
+            log_jac = x_padded.new_zeros(x_padded.shape[0])
+        return h[0], log_jac
 
     def inverse(self, yz_padded: Tensor) -> tuple[Tensor, Tensor]:
         return self.forward(yz_padded, rev=True)

@@ -36,24 +36,26 @@ def _chunk_rows(n: int, device: torch.device) -> int:
     return max(1, min(n, elements // max(1, n)))
 
 
-class _FusedIMQMMD(torch.autograd.Function):
-    """MMD^2 = sum_ij w_i w_j k(|p_i - p_j|^2) and its gradient, in one blocked pass.
+def imq_mmd_rows(p: Tensor, w: Tensor, widths: Sequence[float],
+                 rows: Sequence[tuple[int, int]], need_grad: bool
+                 ) -> tuple[Tensor, Tensor | None]:
+    """The part of w^T K w that the given row ranges of ``p`` contribute, and their gradients.
 
-    The gradient 4 w_i sum_j w_j k'(d_ij) (p_i - p_j) is computed alongside the value, so no
-    kernel matrix is kept for backward and each block of distances is touched while in cache.
+    Returns ``(sum_{i in rows} w_i (K w)_i`` in float64, ``d(w^T K w)/dp_i`` for those rows
+    stacked in order, or None). The gradient of row i needs all columns but no other row's
+    gradient, so the ranges may be split across processes (``invkit.distributed``).
     """
-
-    @staticmethod
-    def forward(ctx, p: Tensor, w: Tensor, widths: tuple[float, ...]) -> Tensor:  # type: ignore[override]
-        n = p.shape[0]
-        sq = (p * p).sum(1)
-        need_grad = ctx.needs_input_grad[0]
-        grad = torch.empty_like(p) if need_grad else None
-        total = p.new_zeros((), dtype=torch.float64)
-        step = _chunk_rows(n, p.device)
-        a2s = [float(a) ** 2 for a in widths]
-        for s in range(0, n, step):
-            e = min(n, s + step)
+    n = p.shape[0]
+    sq = (p * p).sum(1)
+    n_rows = sum(r1 - r0 for r0, r1 in rows)
+    grad = p.new_empty((n_rows, p.shape[1])) if need_grad else None
+    total = p.new_zeros((), dtype=torch.float64)
+    step = _chunk_rows(n, p.device)
+    a2s = [float(a) ** 2 for a in widths]
+    at = 0
+    for r0, r1 in rows:
+        for s in range(r0, r1, step):
+            e = min(r1, s + step)
             pc = p[s:e]
             d2 = torch.addmm(sq[None, :], pc, p.T, beta=1.0, alpha=-2.0)
             d2.add_(sq[s:e, None]).clamp_(min=0.0)
@@ -67,7 +69,22 @@ class _FusedIMQMMD(torch.autograd.Function):
             total += (w[s:e] @ (k @ w)).double()
             if grad is not None and kp is not None:
                 g = kp.mul_(w[None, :])
-                grad[s:e] = (4.0 * w[s:e, None]) * (pc * g.sum(1, keepdim=True) - g @ p)
+                grad[at:at + e - s] = (4.0 * w[s:e, None]) * (pc * g.sum(1, keepdim=True)
+                                                             - g @ p)
+            at += e - s
+    return total, grad
+
+
+class _FusedIMQMMD(torch.autograd.Function):
+    """MMD^2 = sum_ij w_i w_j k(|p_i - p_j|^2) and its gradient, in one blocked pass.
+
+    The gradient 4 w_i sum_j w_j k'(d_ij) (p_i - p_j) is computed alongside the value, so no
+    kernel matrix is kept for backward and each block of distances is touched while in cache.
+    """
+
+    @staticmethod
+    def forward(ctx, p: Tensor, w: Tensor, widths: tuple[float, ...]) -> Tensor:  # type: ignore[override]
+        total, grad = imq_mmd_rows(p, w, widths, [(0, p.shape[0])], ctx.needs_input_grad[0])
         ctx.save_for_backward(grad if grad is not None else p.new_zeros(0))
         return total.to(p.dtype)
 

@@ -26,37 +26,54 @@ class INNObjective(nn.Module):
         super().__init__()
         self.model = model
         self.cfg = cfg
+        # set by invkit.distributed under DDP: the batch and its noise are the global ones,
+        # this process computes its slice of rows (see invkit/distributed.py)
+        self.shard = None
+        self._passes = None  # the network's passes, torch.compiled by compile_network()
+
+    def compile_network(self) -> None:
+        """``train.compile``: torch.compile the two network passes (fixed shapes, two graphs);
+        the noise, losses and fused MMD stay eager. Measured slower on CPU (see
+        docs/performance.md); meant for accelerators."""
+        self._passes = torch.compile(self.model.forward, dynamic=False)
 
     def forward(self, x: Tensor, y: Tensor, gen: torch.Generator, x_weight: float) -> Tensor:
-        cfg, m = self.cfg, self.model
-        b, dev = x.shape[0], x.device
+        cfg, m, shard = self.cfg, self.model, self.shard
+        n, dev = x.shape[0], x.device  # the global batch: noise is drawn for all of it
 
-        def randn(*shape: int) -> Tensor:
-            return torch.randn(*shape, generator=gen, device=dev, dtype=x.dtype)
+        def randn(width: int) -> Tensor:
+            t = torch.randn(n, width, generator=gen, device=dev, dtype=x.dtype)
+            return t if shard is None else shard.rows(t)
 
-        x_pad = m.pad_input(x, cfg.pad_noise * randn(b, m.pad_x))
-        y_noisy = y + cfg.y_noise * randn(b, m.dim_y)
-        pad_target = cfg.pad_noise * randn(b, m.pad_yz)
+        mmd = mmd2 if shard is None else shard.mmd2
+        net = self._passes if self._passes is not None else m
+        if shard is not None:
+            x, y = shard.rows(x), shard.rows(y)
+        b = x.shape[0]
 
-        out, _ = m(x_pad)
+        x_pad = m.pad_input(x, cfg.pad_noise * randn(m.pad_x))
+        y_noisy = y + cfg.y_noise * randn(m.dim_y)
+        pad_target = cfg.pad_noise * randn(m.pad_yz)
+
+        out, _ = net(x_pad)
         out_y, out_z, out_pad = m.split_output(out)
         l_y = cfg.lambda_y * mse(torch.cat([out_y, out_pad], 1),
                                  torch.cat([y_noisy, pad_target], 1))
-        l_z = cfg.lambda_z * mmd2(
+        l_z = cfg.lambda_z * mmd(
             torch.cat([out_y.detach(), out_z], 1),
-            torch.cat([y_noisy, randn(b, m.dim_z)], 1),
+            torch.cat([y_noisy, randn(m.dim_z)], 1),
             cfg.mmd_widths_z,
         )
 
-        y_rev = y + cfg.y_noise * randn(b, m.dim_y)
-        pad_rev = cfg.pad_noise * randn(b, m.pad_yz)
-        z_rand = randn(b, m.dim_z)
-        z_recon = out_z.detach() + cfg.y_noise * randn(b, m.dim_z)
+        y_rev = y + cfg.y_noise * randn(m.dim_y)
+        pad_rev = cfg.pad_noise * randn(m.pad_yz)
+        z_rand = randn(m.dim_z)
+        z_recon = out_z.detach() + cfg.y_noise * randn(m.dim_z)
         yz = torch.cat([m.join_output(y_rev, z_rand, pad_rev),
                         m.join_output(y_rev, z_recon, pad_rev)], 0)
-        x_rev, _ = m.inverse(yz)
+        x_rev, _ = net(yz, rev=True)
         x_rand, x_recon = x_rev[:b], x_rev[b:]
-        l_x = (cfg.lambda_x * x_weight) * mmd2(x_rand[:, :m.dim_x], x, cfg.mmd_widths_x)
+        l_x = (cfg.lambda_x * x_weight) * mmd(x_rand[:, :m.dim_x], x, cfg.mmd_widths_x)
         l_recon = cfg.lambda_recon * mse(x_recon, x_pad)
         total = l_y + l_z + l_x + l_recon
         return torch.stack([total, l_y.detach(), l_z.detach(), l_x.detach(), l_recon.detach()])

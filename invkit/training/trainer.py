@@ -17,9 +17,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from invkit import distributed
 from invkit.config import RunConfig
 from invkit.device import make_generator
-from invkit.errors import InvkitError, TrainingDiverged
+from invkit.errors import ConfigError, InvkitError, TrainingDiverged
 from invkit.models import build_inn
 from invkit.problem import Problem
 from invkit.training.data import Dataset, generate
@@ -67,7 +68,14 @@ class Trainer:
         self.on_checkpoint = on_checkpoint
         self.model = build_model(cfg, problem).to(device)
         self.objective = build_objective(cfg, self.model)
+        # what the objective's stacked losses are (total first); the INN's by default
+        self.loss_names = tuple(getattr(self.objective, "loss_names", LOSS_NAMES))
         t = cfg.train
+        # under torchrun: the objective in DDP, each rank on its slice of the global batch
+        self.dist = distributed.current()
+        if self.dist is not None:
+            self.objective = distributed.wrap_objective(self.objective, self.dist, t.batch_size)
+            self.progress = progress and self.dist.is_main
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=t.lr, betas=tuple(t.betas), eps=t.eps,
                                           weight_decay=t.weight_decay)
@@ -77,9 +85,20 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.train_time_s = 0.0
         self.data: Dataset | None = None
+        # the losses summed since the last log record: part of the resumable state, so a run
+        # stopped between two log steps logs exactly what an uninterrupted run would
+        self.loss_acc = torch.zeros(len(self.loss_names), device=device)
+        self.loss_acc_n = 0
+        self.last_checkpoint_step: int | None = None
         self._step_fn = self._train_step
         if t.compile:
-            self._step_fn = torch.compile(self._train_step)
+            # the network's passes only: compiling the whole step recompiled it every step
+            # (the lr and the inverse-loss ramp are Python floats that dynamo specialises on)
+            compile_network = getattr(self.objective, "compile_network", None)
+            if compile_network is None:
+                raise ConfigError(f"train.compile is implemented for model.kind=inn, not "
+                                  f"{cfg.model.kind!r}; drop --set train.compile=true.")
+            compile_network()
 
     # -- data ------------------------------------------------------------------------------
     def prepare_data(self) -> float:
@@ -114,9 +133,7 @@ class Trainer:
         assert self.data is not None
         t = self.cfg.train
         self.model.train()
-        acc = torch.zeros(len(LOSS_NAMES), device=self.device)
-        acc_n = 0
-        next_ckpt = self.step + t.checkpoint_every if t.checkpoint_every else None
+        acc = self.loss_acc  # updated in place
         bar = _Progress(self.progress, total=t.steps, start=self.step,
                         description=f"training {self.problem.name}")
         t_start = time.perf_counter() - self.train_time_s
@@ -127,7 +144,7 @@ class Trainer:
                     self._checkpoint()
                     raise TrainingInterrupted(
                         f"Training stopped at step {self.step} of {t.steps} by {stop.requested}; "
-                        f"a checkpoint was saved. Resume with: invkit run {self.problem.name} "
+                        f"a checkpoint of step {self.step} was saved. Resume with: invkit run "
                         f"--resume RUN_DIR."
                     )
                 for group in self.optimizer.param_groups:
@@ -135,43 +152,68 @@ class Trainer:
                 weight = inverse_weight_ramp(self.step / t.steps) if t.ramp_x else 1.0
                 x, y = self.data.batch(t.batch_size, self.gen)
                 acc += self._step_fn(x, y, weight)
-                acc_n += 1
+                self.loss_acc_n += 1
                 self.step += 1
-                if acc_n == t.log_every or self.step == t.steps:
+                # log and checkpoint steps are multiples, so a resumed run keeps the cadence
+                if self.step % t.log_every == 0 or self.step == t.steps:
                     elapsed = time.perf_counter() - t_start
-                    record = self._log(acc / acc_n, self.step - acc_n, elapsed)
+                    record = self._log(acc / self.loss_acc_n, self.step - self.loss_acc_n,
+                                       elapsed)
                     acc.zero_()
-                    acc_n = 0
+                    self.loss_acc_n = 0
                     bar.update(self.step, record)
-                if next_ckpt is not None and self.step >= next_ckpt and self.step < t.steps:
+                if t.checkpoint_every and self.step % t.checkpoint_every == 0 \
+                        and self.step < t.steps:
                     self.train_time_s = time.perf_counter() - t_start
                     self._checkpoint()
-                    next_ckpt = self.step + t.checkpoint_every
         self.train_time_s = time.perf_counter() - t_start
+        self._check_finite()  # the last optimizer step must not hand NaN weights to the saver
         self.model.eval()
         return TrainResult(self.model, self.history, self.step, self.train_time_s, data_time)
 
     def _log(self, mean: Tensor, first_step: int, elapsed: float) -> dict[str, float]:
+        if self.dist is not None:
+            mean = self.dist.mean(mean)  # every rank logs the global batch's losses
         values = mean.tolist()  # the one host sync per log interval
         if not all(math.isfinite(v) for v in values):
-            bad = [n for n, v in zip(LOSS_NAMES[1:], values[1:]) if not math.isfinite(v)]
-            raise TrainingDiverged(
-                f"Loss {', '.join(bad) or 'total'} became NaN or infinite between steps "
-                f"{first_step} and {self.step} of problem {self.problem.name!r}. The last good "
-                f"checkpoint (if any) is kept. Try a lower learning rate (--set train.lr="
-                f"{self.cfg.train.lr / 3:.2g}), a smaller clamp (--set model.clamp=1.5), or "
-                f"gradient clipping (--set train.grad_clip_norm=1)."
-            )
-        record = dict(zip(LOSS_NAMES, values))
+            bad = [n for n, v in zip(self.loss_names[1:], values[1:]) if not math.isfinite(v)]
+            raise self._diverged(f"Loss {', '.join(bad) or 'total'}", first_step)
+        record = dict(zip(self.loss_names, values))
         record["step"] = self.step
         record["lr"] = self.lr_at(self.step)
         record["time_s"] = round(elapsed, 3)
         self.history.append(record)
         return record
 
+    def _diverged(self, what: str, first_step: int) -> TrainingDiverged:
+        kept = (f"The last good checkpoint (step {self.last_checkpoint_step}) is kept; nothing "
+                f"after it was saved." if self.last_checkpoint_step is not None else
+                "No checkpoint had been saved yet, so there is nothing to keep.")
+        return TrainingDiverged(
+            f"{what} became NaN or infinite between steps {first_step} and {self.step} of "
+            f"problem {self.problem.name!r}. {kept} Try a lower learning rate (--set train.lr="
+            f"{self.cfg.train.lr / 3:.2g}), a smaller clamp (--set model.clamp=1.5), or "
+            f"gradient clipping (--set train.grad_clip_norm=1)."
+        )
+
+    def _check_finite(self) -> None:
+        """Raise TrainingDiverged rather than let NaN/Inf weights or losses be saved."""
+        finite = torch.stack([torch.isfinite(self.loss_acc).all()]
+                             + [torch.isfinite(p).all() for p in self._params]).all()
+        if bool(finite):  # one host sync per checkpoint
+            return
+        last_ok = max(self.history[-1]["step"] if self.history else 0,
+                      self.last_checkpoint_step or 0)
+        bad = [n for n, v in zip(self.loss_names[1:], self.loss_acc.tolist()[1:])
+               if not math.isfinite(v)]
+        raise self._diverged(f"Loss {', '.join(bad)}" if bad else "The network weights",
+                             last_ok)
+
     def _checkpoint(self) -> None:
+        self._check_finite()  # a diverged state never overwrites the last good checkpoint
         if self.on_checkpoint is not None:
             self.on_checkpoint(self)
+        self.last_checkpoint_step = self.step
 
     # -- resume ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -182,6 +224,8 @@ class Trainer:
             "step": self.step,
             "history": self.history,
             "train_time_s": self.train_time_s,
+            "loss_acc": self.loss_acc.detach().cpu().clone(),
+            "loss_acc_n": self.loss_acc_n,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -192,6 +236,10 @@ class Trainer:
         self.step = int(state["step"])
         self.history = list(state["history"])
         self.train_time_s = float(state.get("train_time_s", 0.0))
+        if "loss_acc" in state:
+            self.loss_acc.copy_(state["loss_acc"].to(self.loss_acc.device))
+            self.loss_acc_n = int(state["loss_acc_n"])
+        self.last_checkpoint_step = self.step
 
 
 class _StopFlag:
@@ -250,7 +298,8 @@ class _Progress:
 
     def update(self, step: int, record: dict[str, float]) -> None:
         if self._progress is not None:
-            text = " ".join(f"{k}={record[k]:.4g}" for k in LOSS_NAMES)
+            text = " ".join(f"{k}={v:.4g}" for k, v in record.items()
+                            if k not in ("step", "lr", "time_s"))
             self._progress.update(self._task, completed=step, losses=text)
 
     def __exit__(self, *exc: object) -> None:

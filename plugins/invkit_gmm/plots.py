@@ -21,13 +21,16 @@ def plots(ctx: Any) -> list[Path]:
     n_colours = ctx.problem.dim_y
     cmap = plt.get_cmap("tab10")
     x = ctx.x_test[:N_POINTS]
-    pred = post.predict(x).argmax(dim=1).cpu()
+    learns_forward = getattr(post, "learns_forward", True)
+    # a cINN learns no forward process: then the panel shows the true labels
+    pred = (post.predict(x) if learns_forward else ctx.y_test[:N_POINTS]).argmax(dim=1).cpu()
     x = x.cpu()
     samples = post.sample(torch.eye(n_colours, device=ctx.device), 1000,
                           generator=ctx.generator).cpu()
     fig, (ax_f, ax_i) = plt.subplots(1, 2, figsize=(10, 5), constrained_layout=True)
     ax_f.scatter(x[:, 0], x[:, 1], c=[cmap(int(c)) for c in pred], s=2)
-    ax_f.set_title("forward: test points coloured by predicted label")
+    ax_f.set_title("forward: test points coloured by predicted label" if learns_forward
+                   else "test points coloured by true label (the model learns no forward)")
     for c in range(n_colours):
         ax_i.scatter(samples[c, :, 0], samples[c, :, 1], s=2, color=cmap(c), alpha=0.5,
                      label=f"colour {c}")

@@ -61,7 +61,7 @@ def test_list(capsys):
 @pytest.mark.parametrize("argv,message", [
     (["run", "gmn", "--preset", "quick"], "Did you mean 'gmm'"),
     (["run", "gmm", "--set", "train.lrr=1"], "Did you mean"),
-    (["run", "gmm", "--set", "steps=lots"], "must be a int"),
+    (["run", "gmm", "--set", "steps=lots"], "must be an integer"),
     (["run", "gmm", "--set", "labels=few"], "labels must be one of"),
     (["run", "gmm", "--set", "nokey"], "KEY=VALUE"),
     (["sample", "/nonexistent/run", "--y", "1"], "No checkpoint"),

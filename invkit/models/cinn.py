@@ -1,0 +1,182 @@
+"""The conditional INN (cINN): a normalising flow x <-> z for each observation y.
+
+Where the write-up's INN maps x to [y, z] and learns y as an output, the cINN takes y as a
+*condition* of every coupling block and maps x alone to a latent z ~ N(0, I) of the same width:
+
+    z = f(x; y),    x = g(z; y) = f^{-1}(z; y).
+
+Trained by maximum likelihood on (x, y) pairs from the prior and the simulator, it gives
+posterior samples (x = g(z; y), z ~ N(0, I)) and, unlike the INN, an exact density at *any* x:
+
+    log q(x | y) = log N(f(x; y); 0, I) + log|det df/dx (x; y)|        (change of variables)
+
+Both directions are the same network, so the density of a sample x = g(z; y) is
+log N(z) - log|det dg/dz (z; y)|, which is the same number (up to float rounding).
+
+Layout: x is standardised with a fixed affine map (shift and scale estimated from the first
+training batch, stored as buffers; its constant log-det is part of every density), then runs
+through coupling blocks (GLOW by default), each conditioned on y and followed by a seeded
+random permutation. y is standardised the same way and, with ``model.cond_features > 0``,
+passed through a small learned feature network (shared by all blocks) before it conditions
+the couplings; with ``cond_features = 0`` (the default) the couplings see the standardised y.
+
+One-dimensional x: a coupling block needs two halves, so x is padded with one auxiliary
+coordinate e ~ N(0, 1), drawn fresh for every training pair. The flow then models
+q(x, e | y); at the maximum-likelihood optimum e is independent of (x, y), so
+log q(x | y) = log q(x, e | y) - log N(e) for any e. ``log_prob`` (and the density reported
+for samples) evaluates this at e = 0, which is exact for a perfectly trained model and an
+approximation otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import FrEIA.framework as Ff
+import FrEIA.modules as Fm
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from invkit.config import ModelConfig
+from invkit.errors import ConfigError
+from invkit.models.inn import BLOCKS, _numpy_rng_preserved
+from invkit.models.subnets import dense_subnet
+from invkit.problem import standard_normal_log_prob
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class ConditionalINN(nn.Module):
+    """q(x | y) as a conditional normalising flow; see the module docstring for the densities.
+
+    Directions (both return the log|det| of the map they compute):
+    ``encode(x, y) -> (z, log|det dz/dx|)`` and ``decode(z, y) -> (x, log|det dx/dz|)``.
+    What a posterior needs: ``sample_posterior(y, gen) -> (x, log q(x | y))`` and
+    ``log_prob(x, y) -> log q(x | y)`` (row by row, any x).
+    """
+
+    def __init__(self, dim_x: int, dim_y: int, cfg: ModelConfig, seed: int = 0) -> None:
+        super().__init__()
+        if cfg.block not in BLOCKS:
+            raise ConfigError(f"model.block must be one of {', '.join(BLOCKS)}, got {cfg.block!r}.")
+        if dim_x < 1 or dim_y < 1:
+            raise ConfigError(f"the cINN needs dim_x >= 1 and dim_y >= 1, got {dim_x}, {dim_y}.")
+        self.dim_x, self.dim_y = dim_x, dim_y
+        self.dim_in = max(2, dim_x)  # a coupling block needs two halves
+        self.n_aux = self.dim_in - dim_x
+        self.dim_cond = cfg.cond_features or dim_y
+        # fixed standardisation of x and y (set from data by ``init_standardisation``)
+        self.register_buffer("x_shift", torch.zeros(dim_x))
+        self.register_buffer("x_scale", torch.ones(dim_x))
+        self.register_buffer("y_shift", torch.zeros(dim_y))
+        self.register_buffer("y_scale", torch.ones(dim_y))
+        self.register_buffer("standardised", torch.zeros((), dtype=torch.bool))
+
+        subnet = dense_subnet(cfg.subnet_width, cfg.subnet_depth, cfg.leaky_slope)
+        block = BLOCKS[cfg.block]
+        if cfg.block == "allinone":
+            block_args = {"subnet_constructor": subnet, "affine_clamping": cfg.clamp}
+        else:
+            block_args = {"subnet_constructor": subnet, "clamp": cfg.clamp}
+        with _numpy_rng_preserved(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)  # AllInOneBlock's permutation comes from numpy's RNG
+            self.cond_net: nn.Module | None = None
+            if cfg.cond_features:
+                w = cfg.cond_width
+                self.cond_net = nn.Sequential(
+                    nn.Linear(dim_y, w), nn.LeakyReLU(cfg.leaky_slope),
+                    nn.Linear(w, w), nn.LeakyReLU(cfg.leaky_slope),
+                    nn.Linear(w, cfg.cond_features),
+                )
+            cond = Ff.ConditionNode(self.dim_cond, name="condition")
+            nodes: list[Ff.Node] = [Ff.InputNode(self.dim_in, name="input")]
+            for k in range(cfg.n_blocks):
+                nodes.append(Ff.Node(nodes[-1], block, block_args, conditions=cond,
+                                     name=f"coupling_{k}"))
+                nodes.append(Ff.Node(nodes[-1], Fm.PermuteRandom,
+                                     {"seed": (seed * 1000 + k) % 2**32},  # numpy: 32 bits
+                                     name=f"permute_{k}"))
+            nodes.append(Ff.OutputNode(nodes[-1], name="output"))
+            self.net = Ff.GraphINN(nodes + [cond])
+
+    # -- standardisation -------------------------------------------------------------------
+    @torch.no_grad()
+    def init_standardisation(self, x: Tensor, y: Tensor) -> None:
+        """Set the fixed affine maps of x and y from a batch (mean, std; constant dims: 1)."""
+
+        def stats(t: Tensor) -> tuple[Tensor, Tensor]:
+            t = t.detach().double()
+            std = t.std(dim=0) if t.shape[0] > 1 else torch.ones_like(t[0])
+            std = torch.where(torch.isfinite(std) & (std > 1e-8), std, torch.ones_like(std))
+            return t.mean(dim=0), std
+
+        xm, xs = stats(x)
+        ym, ys = stats(y)
+        self.x_shift.copy_(xm)
+        self.x_scale.copy_(xs)
+        self.y_shift.copy_(ym)
+        self.y_scale.copy_(ys)
+        self.standardised.fill_(True)
+
+    def conditions(self, y: Tensor) -> Tensor:
+        """What the coupling blocks see: standardised y, through the feature network if any."""
+        c = (y - self.y_shift) / self.y_scale
+        return self.cond_net(c) if self.cond_net is not None else c
+
+    def _log_scale(self) -> Tensor:
+        return torch.log(self.x_scale).sum()
+
+    # -- directions ------------------------------------------------------------------------
+    def encode(self, x: Tensor, y: Tensor, aux: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """z = f(x; y) and log|det df/dx| (standardisation included). ``aux``: the auxiliary
+        coordinate of 1-D problems (default 0)."""
+        u = (x - self.x_shift) / self.x_scale
+        if self.n_aux:
+            u = torch.cat([u, aux if aux is not None else u.new_zeros(u.shape[0], self.n_aux)], 1)
+        z, log_jac = self.net(u, c=[self.conditions(y)], jac=True)
+        return z, log_jac - self._log_scale()
+
+    def decode(self, z: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """x = g(z; y) and log|det dg/dz| (the auxiliary coordinate, if any, is dropped)."""
+        u, log_jac = self.net(z, c=[self.conditions(y)], rev=True, jac=True)
+        x = u[:, :self.dim_x] * self.x_scale + self.x_shift
+        return x, log_jac + self._log_scale()
+
+    def forward(self, x: Tensor, y: Tensor, aux: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.encode(x, y, aux)
+
+    # -- densities -------------------------------------------------------------------------
+    def log_prob(self, x: Tensor, y: Tensor) -> Tensor:
+        """Exact log q(x | y) for each row: log N(f(x; y)) + log|det df/dx|.
+
+        For 1-D x this is log q(x, e=0 | y) - log N(0), exact at the ML optimum (module doc).
+        """
+        z, log_jac = self.encode(x, y)
+        lp = standard_normal_log_prob(z) + log_jac
+        if self.n_aux:
+            lp = lp + self.n_aux * _HALF_LOG_2PI  # minus log N(e = 0) per auxiliary coordinate
+        return lp
+
+    def nll_terms(self, x: Tensor, y: Tensor, aux: Tensor | None = None
+                  ) -> tuple[Tensor, Tensor]:
+        """Per row: (||z||^2 / 2, log|det df/dx|); -log q = the first - the second + const."""
+        z, log_jac = self.encode(x, y, aux)
+        return 0.5 * z.square().sum(1), log_jac
+
+    # -- what a posterior needs -------------------------------------------------------------
+    def sample_posterior(self, y: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """x = g(z; y) for fresh z ~ N(0, I) and its exact log q(x | y) = log N(z) - log|det dg/dz|.
+
+        (1-D x: the density is recomputed at e = 0 so it agrees with ``log_prob``.)
+        """
+        z = torch.randn(y.shape[0], self.dim_in, generator=gen, device=y.device, dtype=y.dtype)
+        x, log_jac = self.decode(z, y)
+        if self.n_aux:
+            return x, self.log_prob(x, y)
+        return x, standard_normal_log_prob(z) - log_jac
+
+
+def build_cinn(cfg: ModelConfig, dim_x: int, dim_y: int, seed: int = 0) -> ConditionalINN:
+    return ConditionalINN(dim_x, dim_y, cfg, seed=seed)
