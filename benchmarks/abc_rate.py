@@ -9,13 +9,15 @@ The write-up ran rejection ABC at tolerance 0.005 for 9 targets and needed about
   accepted by an L2 test; the rate counts simulations per second of that loop, and it needs
   a separate pass per target.
 
-Run:  python benchmarks/abc_rate.py [--budget 1e8] [--naive-budget 2e6] [--threads 2]
+Run:  python benchmarks/abc_rate.py [--budget 1e8] [--naive-budget 2e6] [--threads 2] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +27,9 @@ from invkit_abc.abc import rejection_abc
 from invkit_kinematics import plugin as kinematics_plugin
 from invkit_kinematics.arm import LENGTHS, SIGMA
 from invkit_kinematics.plots import WRITEUP_TARGETS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import header  # noqa: E402
 
 
 def naive_rejection(
@@ -59,9 +64,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="smoke run: budgets 1e7 and 2e5")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.quick:
+        args.budget, args.naive_budget = 1e7, 2e5
+    header("Rejection ABC simulation rate: invkit vs a per-target numpy loop", args.device)
 
     reg = Registry()
     reg.add_plugin(kinematics_plugin, name="kinematics")

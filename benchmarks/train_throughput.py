@@ -1,7 +1,7 @@
 """Training speed: invkit's step against a plain hand-written FrEIA loop, in the same run.
 
 Throughput (default): the same network, batch and losses on both sides, on the gmm problem
-(labels=all, invkit's default preset network: 8 GLOW blocks, subnets 256 x 2):
+(labels=all), for the networks and batches of gmm presets (``--presets default,paper``):
 
 * invkit: ``Trainer._train_step`` (the objective module, fused MMD, both inverse passes as one
   batch of 2B, one backward), batches by index from device tensors, no host syncs;
@@ -11,7 +11,8 @@ Throughput (default): the same network, batch and losses on both sides, on the g
 
 Steps alternate in blocks (A B B A ...) so machine contention hits both; the table gives the
 median samples/s of each and the median of the per-pair ratios. ``--compile`` adds invkit
-with ``train.compile=true`` (torch.compile on the step; its compile time is printed apart).
+with ``train.compile=true`` (torch.compile on the network's passes; its compile time is
+printed apart); ``--denormals`` adds invkit without ``torch.set_flush_denormal(True)``.
 
 Quality (``--quality``, minutes): time until the gmm posterior reaches forward accuracy
 >= 0.999 and mean mode TV <= 0.02 (``invkit_gmm.evaluation``; 4000 samples per colour), for
@@ -21,8 +22,9 @@ blocks, clamp 2, subnets Linear(., 512)-ReLU-Linear, width 16, weights 3/300/400
 parameters initialised as 0.05 * N(0, 1); the plain loop may run on past its 50 epochs up to
 ``--plain-max-epochs``). Both train in alternating slices; evaluation time is not counted.
 
-Run:  python benchmarks/train_throughput.py [--steps 5] [--repeats 7] [--compile] [--quick]
-      python benchmarks/train_throughput.py --quality [--eval-every 100]
+Run:  python benchmarks/train_throughput.py [--presets default,paper] [--repeats 7] [--compile]
+      [--denormals] [--quick]
+      python benchmarks/train_throughput.py --quality [--eval-every 200] [--plain-eval-every 40]
 """
 
 from __future__ import annotations
@@ -224,8 +226,8 @@ class PlainLoop:
 
 
 # -- invkit's side ------------------------------------------------------------------------------
-def invkit_trainer(overrides: dict, device: torch.device) -> Trainer:
-    cfg, prob = api.resolve("gmm", "default", {"labels": "all", **overrides}, device=str(device))
+def invkit_trainer(overrides: dict, device: torch.device, preset: str = "default") -> Trainer:
+    cfg, prob = api.resolve("gmm", preset, {"labels": "all", **overrides}, device=str(device))
     tr = Trainer(prob, cfg, device, progress=False)
     tr.prepare_data()
     tr.model.train()
@@ -248,8 +250,18 @@ def invkit_steps(tr: Trainer, k: int) -> Callable[[], None]:
 
 
 def throughput(args: argparse.Namespace, dev: torch.device) -> None:
+    assert dev.type == "cpu", "the plain loop is the CPU notebook loop"
+    rows = []
+    for preset in args.presets.split(","):
+        rows += throughput_one(args, dev, preset)
+    print(f"{args.repeats} interleaved repeats of {args.steps} steps, medians")
+    print(table(["preset (network, batch)", "loop", "ms/step", "samples/s",
+                 "speed vs plain (median of pairs)"], rows))
+
+
+def throughput_one(args: argparse.Namespace, dev: torch.device, preset: str) -> list[list[str]]:
     overrides = {"train.n_samples": args.n_samples}
-    tr = invkit_trainer(overrides, dev)
+    tr = invkit_trainer(overrides, dev, preset)
     cfg = tr.cfg
     m = tr.model
     s = PlainSettings(dim_x=m.dim_x, dim_y=m.dim_y, dim_z=m.dim_z, dim_total=m.dim_total,
@@ -259,32 +271,41 @@ def throughput(args: argparse.Namespace, dev: torch.device) -> None:
                       lambda_x=cfg.train.lambda_x, lambda_recon=cfg.train.lambda_recon,
                       widths=tuple(cfg.train.mmd_widths_x), y_noise=cfg.train.y_noise,
                       pad_noise=cfg.train.pad_noise, batch=cfg.train.batch_size)
-    assert dev.type == "cpu", "the plain loop is the CPU notebook loop"
     plain = PlainLoop(s, tr.data.x_train, tr.data.y_train)
-    print(f"gmm labels=all, {cfg.model.n_blocks} GLOW blocks, subnets {cfg.model.subnet_width}"
-          f" x {cfg.model.subnet_depth}, width {m.dim_total}, batch {cfg.train.batch_size}, "
-          f"{args.n_samples:.3g} training samples; {args.steps} steps per timed block")
-    k = args.steps
+    label = (f"{preset} ({cfg.model.n_blocks} x {cfg.model.subnet_width}x"
+             f"{cfg.model.subnet_depth}, width {m.dim_total}, batch {cfg.train.batch_size})")
+    k = args.steps * max(1, 1600 // cfg.train.batch_size)  # similar work per timed block
     cases: dict[str, Callable[[], None]] = {
         "invkit": invkit_steps(tr, k),
         "plain": lambda: [plain.step() for _ in range(k)],
     }
+    if args.denormals:
+        run = invkit_steps(invkit_trainer(overrides, dev, preset), k)
+
+        def unflushed() -> None:
+            torch.set_flush_denormal(False)
+            try:
+                run()
+            finally:
+                torch.set_flush_denormal(True)
+        cases["invkit, denormals kept"] = unflushed
     if args.compile:
-        trc = invkit_trainer({**overrides, "train.compile": True}, dev)
+        trc = invkit_trainer({**overrides, "train.compile": True}, dev, preset)
         t0 = time.perf_counter()
         invkit_steps(trc, 1)()
         sync(dev)
-        print(f"torch.compile: first step (compilation) {time.perf_counter() - t0:.1f} s")
-        cases["invkit+compile"] = invkit_steps(trc, k)
+        print(f"{preset}: train.compile=true, first step (compilation) "
+              f"{time.perf_counter() - t0:.1f} s")
+        cases["invkit, train.compile"] = invkit_steps(trc, k)
     t = interleaved(cases, args.repeats, dev)
     batch = cfg.train.batch_size
     rows = []
     for name in cases:
         rate = k * batch / median(t[name])
         ratio = paired_ratio(t["plain"], t[name])
-        rows.append([name, f"{median(t[name]) / k * 1e3:.0f}", fmt_rate(rate), f"{ratio:.2f}x"])
-    print(f"{args.repeats} interleaved repeats of {k} steps, medians")
-    print(table(["loop", "ms/step", "samples/s", "speed vs plain (median of pairs)"], rows))
+        rows.append([label, name, f"{median(t[name]) / k * 1e3:.1f}", fmt_rate(rate),
+                     f"{ratio:.2f}x"])
+    return rows
 
 
 # -- time to quality ----------------------------------------------------------------------------
@@ -320,7 +341,7 @@ class Race:
 
 
 def time_to_quality(args: argparse.Namespace, dev: torch.device) -> None:
-    tr = invkit_trainer({}, dev)
+    tr = invkit_trainer({}, dev, args.preset)
     x_test, y_test = tr.data.x_test, tr.data.y_test
     s = PlainSettings()
     from invkit_gmm.mixture import make_forward, sample_mixture
@@ -331,7 +352,7 @@ def time_to_quality(args: argparse.Namespace, dev: torch.device) -> None:
     plain = PlainLoop(s, x_all, y_all)
     post = Posterior(tr.model, tr.problem, tr.cfg, dev)
     eval_gen = torch.Generator().manual_seed(2)
-    every = args.eval_every
+    every, plain_every = args.eval_every, args.plain_eval_every
 
     def invkit_eval() -> tuple[float, float]:
         res = quality(post.predict, lambda y, n, gen: post.sample(y, n, generator=gen),
@@ -340,9 +361,9 @@ def time_to_quality(args: argparse.Namespace, dev: torch.device) -> None:
         return res
 
     races = [
-        Race("invkit default preset", invkit_steps(tr, every), invkit_eval, lambda: tr.step,
+        Race(f"invkit {args.preset} preset", invkit_steps(tr, every), invkit_eval, lambda: tr.step,
              tr.cfg.train.steps),
-        Race("plain, notebook settings", lambda: [plain.step() for _ in range(every)],
+        Race("plain, notebook settings", lambda: [plain.step() for _ in range(plain_every)],
              lambda: quality(plain.predict, plain.sample, x_test, y_test, eval_gen),
              lambda: plain.steps, args.plain_max_epochs * s.iters_per_epoch),
     ]
@@ -353,7 +374,7 @@ def time_to_quality(args: argparse.Namespace, dev: torch.device) -> None:
     print(f"plain: notebook settings, {s.epochs} epochs x {s.iters_per_epoch} x {s.batch} "
           f"(continued up to {args.plain_max_epochs} epochs), 2^20 samples")
     print(f"target: forward accuracy >= {TARGET_ACCURACY}, mean mode TV <= {TARGET_TV}; "
-          f"checked every {every} steps\n")
+          f"checked every {every} (invkit) and {plain_every} (plain) steps\n")
     while not all(r.done for r in races):
         for r in races:
             if r.done:
@@ -386,21 +407,34 @@ def time_to_quality(args: argparse.Namespace, dev: torch.device) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=5, help="steps per timed block")
+    parser.add_argument("--presets", default="default,paper",
+                        help="throughput: gmm presets whose network and batch are timed")
+    parser.add_argument("--steps", type=int, default=5,
+                        help="steps per timed block (x 1600 / batch for small batches)")
     parser.add_argument("--repeats", type=int, default=7, help="interleaved blocks per loop")
     parser.add_argument("--n-samples", type=float, default=1e6, help="training set size")
     parser.add_argument("--compile", action="store_true", help="also time train.compile=true")
+    parser.add_argument("--denormals", action="store_true",
+                        help="also time invkit without flushing denormals")
     parser.add_argument("--quality", action="store_true",
                         help="time to a fixed posterior quality instead (minutes)")
-    parser.add_argument("--eval-every", type=int, default=100, help="quality: steps per check")
+    parser.add_argument("--eval-every", type=int, default=200,
+                        help="quality: invkit steps per check")
+    parser.add_argument("--plain-eval-every", type=int, default=40,
+                        help="quality: plain-loop steps per check (5 epochs)")
     parser.add_argument("--plain-max-epochs", type=int, default=150,
                         help="quality: give up on the plain loop after this many epochs")
+    parser.add_argument("--preset", default="default", help="quality: invkit's preset")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps default")
-    parser.add_argument("--quick", action="store_true", help="smoke run: small and few repeats")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: small and few repeats (with --quality: the quick "
+                             "preset against 3 epochs of the plain loop)")
     args = parser.parse_args()
     set_threads(args.threads)
     if args.quick:
-        args.steps, args.repeats, args.n_samples = 2, 3, 1e5
+        args.steps, args.repeats, args.n_samples = 1, 3, 1e5
+        args.preset, args.plain_max_epochs = "quick", 3
+        args.eval_every, args.plain_eval_every = 100, 24
     args.n_samples = int(args.n_samples)
     dev = resolve_device("cpu")
     configure_numerics(dev)

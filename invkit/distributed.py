@@ -183,6 +183,17 @@ def wrap_objective(objective: nn.Module, shard: Shard, batch_size: int) -> nn.Mo
     return DistributedDataParallel(inner, **kwargs)
 
 
+def unwrap(objective: nn.Module) -> nn.Module:
+    """The objective inside :func:`wrap_objective`'s wrappers (itself when not wrapped)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if isinstance(objective, DistributedDataParallel):
+        objective = objective.module
+    if isinstance(objective, _SliceBatch):
+        objective = objective.objective
+    return objective
+
+
 class _ShardedIMQMMD(torch.autograd.Function):
     """This rank's share of the global fused MMD (see ``invkit.training.losses``).
 

@@ -27,19 +27,18 @@ class Dataset:
 
 def simulate(problem: Problem, n: int, gen: torch.Generator,
              chunk: int = 1_000_000) -> tuple[Tensor, Tensor]:
-    """n pairs (x, y = s(x)) in chunks (bounded peak memory for the simulator)."""
-    xs, ys = [], []
-    remaining = n
-    while remaining > 0:
-        k = min(chunk, remaining)
+    """n pairs (x, y = s(x)) in float32, simulated in chunks written into preallocated tensors:
+    the peak is the data plus one chunk's temporaries (a list of chunks joined by torch.cat
+    would hold the data twice; benchmarks/memory.py)."""
+    x_all = torch.empty(n, problem.dim_x, device=gen.device)
+    y_all = torch.empty(n, problem.dim_y, device=gen.device)
+    for start in range(0, n, chunk):
+        k = min(chunk, n - start)
         x, y = problem.sample_joint(k, gen)
-        xs.append(x.float())
-        ys.append(y.float())
-        remaining -= k
-    if not xs:
-        empty = torch.empty(0, problem.dim_x, device=gen.device)
-        return empty, torch.empty(0, problem.dim_y, device=gen.device)
-    return torch.cat(xs), torch.cat(ys)
+        x_all[start:start + k] = x
+        y_all[start:start + k] = y
+        del x, y
+    return x_all, y_all
 
 
 def held_out_split(problem: Problem, n_test: int, seed: int, device: torch.device

@@ -41,15 +41,16 @@ def imq_mmd_rows(p: Tensor, w: Tensor, widths: Sequence[float],
                  ) -> tuple[Tensor, Tensor | None]:
     """The part of w^T K w that the given row ranges of ``p`` contribute, and their gradients.
 
-    Returns ``(sum_{i in rows} w_i (K w)_i`` in float64, ``d(w^T K w)/dp_i`` for those rows
-    stacked in order, or None). The gradient of row i needs all columns but no other row's
-    gradient, so the ranges may be split across processes (``invkit.distributed``).
+    Returns ``(sum_{i in rows} w_i (K w)_i`` in float64 (float32 on MPS), ``d(w^T K w)/dp_i``
+    for those rows stacked in order, or None). The gradient of row i needs all columns but no
+    other row's gradient, so the ranges may be split across processes (``invkit.distributed``).
     """
     n = p.shape[0]
     sq = (p * p).sum(1)
     n_rows = sum(r1 - r0 for r0, r1 in rows)
     grad = p.new_empty((n_rows, p.shape[1])) if need_grad else None
-    total = p.new_zeros((), dtype=torch.float64)
+    acc = torch.float32 if p.device.type == "mps" else torch.float64  # MPS has no float64
+    total = p.new_zeros((), dtype=acc)
     step = _chunk_rows(n, p.device)
     a2s = [float(a) ** 2 for a in widths]
     at = 0
@@ -66,7 +67,7 @@ def imq_mmd_rows(p: Tensor, w: Tensor, widths: Sequence[float],
                 k.add_(r, alpha=a2)
                 if kp is not None:
                     kp.sub_(r.mul_(r), alpha=a2)
-            total += (w[s:e] @ (k @ w)).double()
+            total += (w[s:e] @ (k @ w)).to(acc)
             if grad is not None and kp is not None:
                 g = kp.mul_(w[None, :])
                 grad[at:at + e - s] = (4.0 * w[s:e, None]) * (pc * g.sum(1, keepdim=True)

@@ -94,7 +94,7 @@ class Trainer:
         if t.compile:
             # the network's passes only: compiling the whole step recompiled it every step
             # (the lr and the inverse-loss ramp are Python floats that dynamo specialises on)
-            compile_network = getattr(self.objective, "compile_network", None)
+            compile_network = getattr(distributed.unwrap(self.objective), "compile_network", None)
             if compile_network is None:
                 raise ConfigError(f"train.compile is implemented for model.kind=inn, not "
                                   f"{cfg.model.kind!r}; drop --set train.compile=true.")
@@ -139,7 +139,9 @@ class Trainer:
         t_start = time.perf_counter() - self.train_time_s
         with bar, _stop_on_signals() as stop:
             while self.step < t.steps:
-                if stop.requested:
+                # under torchrun only rank 0 stops (and saves): a rank leaving on its own could
+                # strand rank 0 in a collective before it saved; torchrun then ends the others
+                if stop.requested and (self.dist is None or self.dist.is_main):
                     self.train_time_s = time.perf_counter() - t_start
                     self._checkpoint()
                     raise TrainingInterrupted(
