@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import header, table  # noqa: E402
+from _bench import header, median, set_threads, table  # noqa: E402
 
 MB = 2**20
 
@@ -193,6 +193,7 @@ def main() -> None:
     parser.add_argument("--abc-budgets", default="1e7,1e8,1e9")
     parser.add_argument("--abc-sims", type=float, default=3e7,
                         help="simulations run per ABC budget before stopping")
+    parser.add_argument("--abc-repeats", type=int, default=3, help="runs per ABC budget")
     parser.add_argument("--naive-budgets", default="1e6,1e7")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps default")
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes")
@@ -202,7 +203,8 @@ def main() -> None:
         return
     if args.quick:
         args.train_sizes, args.abc_budgets, args.abc_sims = "1e5,1e6", "1e6,1e7,1e9", 2e6
-        args.naive_budgets = "1e5,1e6"
+        args.naive_budgets, args.abc_repeats = "1e5,1e6", 2
+    set_threads(args.threads)  # for the header; each case sets its own
     header("Peak memory (RSS) per case, each in a fresh process")
     sizes = [int(float(s)) for s in args.train_sizes.split(",")]
     rows = []
@@ -223,11 +225,20 @@ def main() -> None:
     print()
     stop = int(args.abc_sims)
     rows = []
-    for b in [int(float(s)) for s in args.abc_budgets.split(",")]:
-        r = run_case("abc-invkit", [b, stop], args.threads)
+    budgets = [int(float(s)) for s in args.abc_budgets.split(",")]
+    runs: dict[int, list[dict]] = {b: [] for b in budgets}
+    for _ in range(args.abc_repeats):  # budgets alternate, so drifts hit all of them
+        for b in budgets:
+            runs[b].append(run_case("abc-invkit", [b, stop], args.threads))
+    for b in budgets:
+        extra = sorted(r["peak"] - r["base"] for r in runs[b])
+        peak = sorted(r["peak"] for r in runs[b])
+        r = runs[b][0]
         rows.append([f"{b:.0e}", "invkit rejection_abc (streamed chunks)",
-                     f"{r['simulations']:.3g}", f"{r['peak']:.0f}", f"{r['peak'] - r['base']:.0f}",
-                     f"{r['time_s']:.1f}", ""])
+                     f"{r['simulations']:.3g}", f"{median(peak):.0f}",
+                     f"{median(extra):.0f} ({extra[0]:.0f}-{extra[-1]:.0f})",
+                     f"{median([x['time_s'] for x in runs[b]]):.1f}",
+                     f"median (range) of {len(extra)} runs"])
     for b in [int(float(s)) for s in args.naive_budgets.split(",")]:
         r = run_case("abc-naive", [b], args.threads)
         rows.append([f"{b:.0e}", "numpy, whole budget at once", f"{r['simulations']:.3g}",
