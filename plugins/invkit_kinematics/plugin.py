@@ -37,6 +37,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # a smoke test: seconds on a laptop CPU, not a usable posterior
     "quick": {
         **_PUBLISHED,
+        "train.lambda_y": 30.0,
+        "train.lambda_recon": 1.5,
         "model.n_blocks": 4,
         "model.subnet_width": 64,
         "train.n_samples": 20_000,

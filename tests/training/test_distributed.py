@@ -143,7 +143,7 @@ def test_torchrun_cli_run(tmp_path):
     sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [torchrun, "--nproc-per-node", "2", "--master-port", str(_free_port()),
+        [torchrun, "--standalone", "--nproc-per-node", "2",
          "-m", "invkit.cli.main", "run", "gmm", "--preset", "quick", "--device", "cpu",
          "--out", str(out), "--no-eval", "--quiet", *sets],
         capture_output=True, text=True, timeout=120, env=env,
