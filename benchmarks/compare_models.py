@@ -41,7 +41,7 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "gmm": {
             "preset": "quick",
-            "common": {"eval.n_targets": 8, "eval.n_samples": 500,
+            "common": {"train.steps": 1000, "eval.n_targets": 8, "eval.n_samples": 500,
                        "eval.calibration_targets": 200},
             "inn": {},
             "cinn": {},
@@ -52,7 +52,9 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
             "common": {"train.n_samples": 50_000, "model.subnet_width": 128,
                        "eval.n_targets": 50, "eval.n_samples": 500, "eval.abc_pool": 2_000_000,
                        "eval.calibration_targets": 200},
-            "inn": {"train.steps": 600},
+            # the quick preset keeps the published fit weight (0.01), which leaves the forward
+            # process unlearnt; use the default preset's weights
+            "inn": {"train.steps": 600, "train.lambda_y": 30.0, "train.lambda_recon": 1.5},
             "cinn": {"train.steps": 600, "train.y_noise": 0.0025},
             "abc_pool": 200_000,
         },

@@ -327,15 +327,35 @@ def build_config(
     seed: int | None = None,
     device: str | None = None,
 ) -> RunConfig:
-    """Resolve a full config in the documented order of precedence."""
+    """Resolve a full config in the documented order of precedence.
+
+    A problem preset may hold per-model-kind blocks, e.g. ``{"train.steps": 3000,
+    "cinn": {"train.steps": 8000}}``: the block of the resolved ``model.kind`` is applied
+    right after the preset's plain keys (so files and ``--set`` still win).
+    """
     if preset not in PRESETS:
         raise ConfigError(f"Unknown preset {preset!r}.{suggest(preset, PRESETS)} "
                           f"Presets: {', '.join(PRESETS)}.")
+    chosen = dict(problem_presets.get(preset, {}))
+    plain = {k: v for k, v in chosen.items() if not isinstance(v, dict)}
+    by_kind = {k: v for k, v in chosen.items() if isinstance(v, dict)}
+    cfg = _resolve(problem, problem_options_declared, preset, plain, toml, overrides, seed,
+                   device)
+    if cfg.model.kind in by_kind:
+        cfg = _resolve(problem, problem_options_declared, preset,
+                       {**plain, **by_kind[cfg.model.kind]}, toml, overrides, seed, device)
+    return cfg
+
+
+def _resolve(problem: str, problem_options_declared: dict[str, Any], preset: str,
+             problem_preset: dict[str, Any], toml: dict[str, Any] | None,
+             overrides: list[tuple[str, str]] | None, seed: int | None,
+             device: str | None) -> RunConfig:
     cfg = RunConfig(problem=problem, problem_options=dict(problem_options_declared))
     cfg.preset = preset
     for key, value in CORE_PRESETS[preset].items():
         set_key(cfg, key, value, allow_short=False)
-    for key, value in dict(problem_presets.get(preset, {})).items():
+    for key, value in problem_preset.items():
         set_key(cfg, key, value, allow_short=False)
     if toml:
         toml = dict(toml)
