@@ -81,7 +81,8 @@ class PaddedINN(nn.Module):
             self.net = Ff.GraphINN(nodes)
         # The graph is a chain: run its modules in order (state dict unchanged). FrEIA 0.2's
         # GraphINN.forward builds a CPU tensor and copies it to the device on every call and
-        # for every PermuteRandom (a blocking host-to-device copy each on CUDA, 9 per pass).
+        # for every PermuteRandom (a blocking host-to-device copy each on CUDA: 1 + n_blocks
+        # per pass).
         special = (Ff.InputNode, Ff.OutputNode)
         self._chain = [n.module for n in self.net.node_list if not isinstance(n, special)]
 
