@@ -40,8 +40,7 @@ from torch import Tensor, nn
 
 from invkit.config import ModelConfig
 from invkit.errors import ConfigError
-from invkit.models.inn import BLOCKS, _numpy_rng_preserved
-from invkit.models.subnets import dense_subnet
+from invkit.models.inn import BLOCKS, _numpy_rng_preserved, coupling_block
 from invkit.problem import standard_normal_log_prob
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -73,12 +72,7 @@ class ConditionalINN(nn.Module):
         self.register_buffer("y_scale", torch.ones(dim_y))
         self.register_buffer("standardised", torch.zeros((), dtype=torch.bool))
 
-        subnet = dense_subnet(cfg.subnet_width, cfg.subnet_depth, cfg.leaky_slope)
-        block = BLOCKS[cfg.block]
-        if cfg.block == "allinone":
-            block_args = {"subnet_constructor": subnet, "affine_clamping": cfg.clamp}
-        else:
-            block_args = {"subnet_constructor": subnet, "clamp": cfg.clamp}
+        block, block_args = coupling_block(cfg)
         with _numpy_rng_preserved(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             np.random.seed(seed % 2**32)  # AllInOneBlock's permutation comes from numpy's RNG

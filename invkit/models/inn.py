@@ -37,6 +37,13 @@ def resolve_dims(cfg: ModelConfig, dim_x: int, dim_y: int) -> tuple[int, int]:
     return dim_z, dim_total
 
 
+def coupling_block(cfg: ModelConfig) -> tuple[type, dict]:
+    """The FrEIA block class and its arguments (AllInOne names its clamp differently)."""
+    subnet = dense_subnet(cfg.subnet_width, cfg.subnet_depth, cfg.leaky_slope)
+    clamp_key = "affine_clamping" if cfg.block == "allinone" else "clamp"
+    return BLOCKS[cfg.block], {"subnet_constructor": subnet, clamp_key: cfg.clamp}
+
+
 @contextmanager
 def _numpy_rng_preserved():
     """FrEIA 0.2's PermuteRandom(seed=k) reseeds numpy's global RNG; undo that side effect."""
@@ -59,12 +66,7 @@ class PaddedINN(nn.Module):
             raise ConfigError(f"model.block must be one of {', '.join(BLOCKS)}, got {cfg.block!r}.")
         self.dim_x, self.dim_y = dim_x, dim_y
         self.dim_z, self.dim_total = resolve_dims(cfg, dim_x, dim_y)
-        subnet = dense_subnet(cfg.subnet_width, cfg.subnet_depth, cfg.leaky_slope)
-        block = BLOCKS[cfg.block]
-        if cfg.block == "allinone":
-            block_args = {"subnet_constructor": subnet, "affine_clamping": cfg.clamp}
-        else:
-            block_args = {"subnet_constructor": subnet, "clamp": cfg.clamp}
+        block, block_args = coupling_block(cfg)
         with _numpy_rng_preserved(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             # AllInOneBlock draws its permutation from numpy's global RNG: seed it too (the
