@@ -28,14 +28,7 @@ TINY = ["--preset", "quick", "--quiet", "--no-eval", "--set", "train.n_samples=5
         "--set", "train.steps=10", "--set", "train.log_every=5"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread(_threads):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(False)  # training turns it on; hypothesis needs it off
-    yield
-    torch.set_num_threads(before)
-    torch.set_flush_denormal(False)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -40,14 +40,7 @@ BUDGET = [a for kv in ("train.steps=2", "train.n_samples=64", "train.n_test=8",
           if kv.split("=")[0] in KEYS for a in ("--set", kv)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread(_threads):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(False)  # training turns it on; hypothesis needs it off
-    yield
-    torch.set_num_threads(before)
-    torch.set_flush_denormal(False)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- strategies --------------------------------------------------------------------------------

@@ -26,12 +26,7 @@ N_TARGETS = 500
 N_SAMPLES = 99
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_data(n: int = N_TARGETS, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,15 +18,7 @@ from invkit.models.cinn import ConditionalINN
 from invkit.models.inn import PaddedINN
 from invkit.posterior import Posterior
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny networks: one thread is fastest, and two threads on a shared 2-core machine can be
-    # 10x slower (OpenMP barriers); restored afterwards
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _random_init(model: torch.nn.Module, gen: torch.Generator, scale: float = 0.3) -> None:
