@@ -95,14 +95,7 @@ def arms_figure(
         draw_arms(ax, samples[i], targets[i], color=color)
         t = targets[i].tolist()
         ax.set_title(f"y = ({t[0]:.2f}, {t[1]:.2f}), n = {len(samples[i])}", fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title, dpi=110)
 
 
 def comparison_figure(
@@ -125,12 +118,17 @@ def comparison_figure(
             ax.set_title(
                 f"{name}: y = ({t[0]:.2f}, {t[1]:.2f}), n = {len(panels[name][i])}", fontsize=8
             )
+    return _save(fig, path, title, dpi=100)
+
+
+def _save(fig: Any, path: Path, title: str, dpi: int) -> Path:
+    """Title, layout, write (creating the folder) and free the figure."""
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
