@@ -73,11 +73,7 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
             "common": {"eval.n_targets": 1000, "eval.n_samples": 4000,
                        "eval.abc_pool": 100_000_000, "eval.calibration_targets": 1000},
             "inn": {},
-            # the settings proposed for the arm's default preset; measured (1 contended CPU
-            # thread, 800 s of training): Err_post 0.0075 against a 1e8-pool ABC reference and
-            # Err_resim 0.0050 on 100 targets x 1000 samples
-            "cinn": {"model.n_blocks": 6, "model.subnet_width": 256, "train.steps": 8000,
-                     "train.batch_size": 1024, "train.lr": 1e-3, "train.y_noise": 0.0025},
+            "cinn": {},  # the default preset's own cinn block
             "abc_pool": 10_000_000,
         },
     },
