@@ -16,7 +16,13 @@ from invkit import distributed
 from invkit.checkpoint import first_line, load_checkpoint, make_checkpoint, save_atomic
 from invkit.config import RunConfig, build_config, load_toml
 from invkit.device import configure_numerics, make_generator, numerics_restored, resolve_device
-from invkit.errors import CheckpointError, ConfigError, InvkitError
+from invkit.errors import (
+    CheckpointError,
+    ConfigError,
+    InvkitError,
+    PluginHookError,
+    join_sentences,
+)
 from invkit.evaluation.context import EvalContext
 from invkit.posterior import Posterior
 from invkit.problem import Problem
@@ -176,6 +182,8 @@ def _train_and_evaluate(run_dir: Path, cfg: RunConfig, prob: Problem, state: dic
     }
     if evaluate:
         assert trainer.data is not None
+        if main:  # the training figures survive an evaluation that fails (a plugin's hook)
+            write_json(run_dir / METRICS, metrics)
         metrics.update(evaluate_posterior(posterior, run_dir, trainer.data.x_test,
                                           trainer.data.y_test, result.history, progress))
     if main:
@@ -193,14 +201,31 @@ def evaluate_posterior(posterior: Posterior, run_dir: Path, x_test: torch.Tensor
                       device=posterior.device,
                       generator=make_generator(posterior.device, cfg.seed + 2),
                       plot_dir=run_dir / PLOTS, x_test=x_test, y_test=y_test)
-    metrics = evaluate(ctx, progress=progress)
-    if cfg.eval.plots:
-        t0 = time.perf_counter()
-        (run_dir / PLOTS).mkdir(exist_ok=True)
-        paths = make_plots(ctx, history or [])
-        metrics["plots"] = [str(p.relative_to(run_dir)) for p in paths]
-        metrics["plot_time_s"] = time.perf_counter() - t0
+    try:
+        metrics = evaluate(ctx, progress=progress)
+        if cfg.eval.plots:
+            t0 = time.perf_counter()
+            (run_dir / PLOTS).mkdir(exist_ok=True)
+            paths = make_plots(ctx, history or [])
+            metrics["plots"] = [_relative(p, run_dir) for p in paths]
+            metrics["plot_time_s"] = time.perf_counter() - t0
+    except PluginHookError as exc:
+        # training is done and saved: say so, and how to redo only the evaluation
+        skip = " (add --set eval.plots=false to skip the plots)" if exc.hook == "plots" else ""
+        raise PluginHookError(join_sentences(
+            exc, f"The trained model is saved in {str(run_dir)!r} ({MODEL}); the evaluation "
+                 f"did not finish, so {METRICS} holds no new evaluation results",
+        ) + f" Fix the plugin, then redo the evaluation without retraining{skip}: invkit "
+            f"evaluate {shlex.quote(str(run_dir))}", problem=exc.problem, hook=exc.hook) \
+            from exc.__cause__
     return metrics
+
+
+def _relative(path: Path, run_dir: Path) -> str:
+    try:
+        return str(Path(path).relative_to(run_dir))
+    except ValueError:  # a plot written outside the run directory (or a relative path)
+        return str(path)
 
 
 def reevaluate(run_dir: str | Path, device: str = "cpu", overrides: dict[str, Any] | None = None,

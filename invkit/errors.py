@@ -17,6 +17,15 @@ class PluginError(InvkitError):
     """A plugin registered or produced something that breaks the plugin contract."""
 
 
+class PluginHookError(PluginError):
+    """A problem's ``metrics(ctx)`` or ``plots(ctx)`` hook raised or returned the wrong thing
+    during evaluation (after training): ``problem`` and ``hook`` name which."""
+
+    def __init__(self, message: str, problem: str = "", hook: str = "") -> None:
+        super().__init__(message)
+        self.problem, self.hook = problem, hook
+
+
 class ConfigError(InvkitError):
     """A config key or value is unknown, mistyped or out of range."""
 
@@ -31,6 +40,24 @@ class TrainingDiverged(InvkitError):
 
 class InvkitWarning(UserWarning):
     """Something the user should know that does not stop the command (the CLI prints it)."""
+
+
+def sentence(text: object) -> str:
+    """``text`` as one sentence of a one-paragraph message: line breaks and runs of spaces
+    collapsed, ending in exactly one full stop (none added after '.', '!' or '?')."""
+    out = " ".join(str(text).split()).rstrip(" ,;:")
+    if not out:
+        return ""
+    return out if out[-1] in ".!?" else out + "."
+
+
+def join_sentences(*parts: object) -> str:
+    """Sentences joined into one paragraph, each ending in one full stop; empty parts skipped.
+
+    Messages quoted from elsewhere (an exception, another error) may or may not end in a full
+    stop; joining through here never gives '..'.
+    """
+    return " ".join(s for s in (sentence(p) for p in parts) if s)
 
 
 def suggest(name: str, choices: Iterable[str]) -> str:

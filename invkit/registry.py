@@ -9,6 +9,8 @@ Environment variables:
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
 import traceback
 from collections.abc import Callable, Iterable
@@ -19,7 +21,7 @@ from typing import Any
 import pluggy
 
 from invkit import hookspecs
-from invkit.errors import InvkitError, PluginError, suggest
+from invkit.errors import InvkitError, PluginError, join_sentences, sentence, suggest
 from invkit.problem import Baseline, ForwardProcess, Prior, Problem, ProblemSpec
 
 ENTRY_POINT_GROUP = "invkit"
@@ -58,6 +60,22 @@ class FailedPlugin:
     name: str
     distribution: str
     reason: str
+    version: str = ""
+
+    def describe(self) -> str:
+        """One sentence: which plugin failed to load, and why."""
+        version = f" {self.version}" if self.version else ""
+        return (f"Plugin {self.name!r} (distribution {self.distribution}{version}) failed to "
+                f"load: {sentence(self.reason)}")
+
+
+@dataclass
+class PluginWarning:
+    """A plugin that loaded, but with something that is most likely a mistake in it."""
+
+    name: str
+    distribution: str
+    message: str
 
 
 @dataclass
@@ -66,6 +84,7 @@ class Registry:
 
     entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in KINDS})
     failed: list[FailedPlugin] = field(default_factory=list)
+    warnings: list[PluginWarning] = field(default_factory=list)
     pm: pluggy.PluginManager = field(default_factory=lambda: _new_manager())
 
     # -- loading -------------------------------------------------------------------------
@@ -79,12 +98,12 @@ class Registry:
                 module = ep.load()
             except Exception as exc:  # a broken plugin must not break the others
                 reason = f"{type(exc).__name__}: {exc}"
-                self.failed.append(FailedPlugin(ep.name, dist, reason))
+                self.failed.append(FailedPlugin(ep.name, dist, reason, version))
                 continue
             try:
                 self.add_plugin(module, name=ep.name, distribution=dist, version=version)
             except PluginError as exc:
-                self.failed.append(FailedPlugin(ep.name, dist, str(exc)))
+                self.failed.append(FailedPlugin(ep.name, dist, str(exc), version))
 
     def add_plugin(
         self, plugin: object, name: str, distribution: str = "(in code)", version: str = ""
@@ -92,7 +111,8 @@ class Registry:
         """Register a plugin object or module and collect its registrations, validating each.
 
         All of a plugin's registrations are checked before any is kept, so a plugin that
-        breaks the contract adds nothing.
+        breaks the contract adds nothing. Functions named like hooks but lacking
+        ``@invkit.hookimpl`` (pluggy silently skips them) are noted in :attr:`warnings`.
         """
         origin = Origin(name, distribution, version)
         if self.pm.is_registered(plugin) or self.pm.has_plugin(name):
@@ -141,6 +161,10 @@ class Registry:
             ) from None
         for entry in staged:
             self.entries[entry.kind][entry.name] = entry
+        undecorated = _undecorated_hooks(self.pm, plugin)
+        if undecorated:
+            self.warnings.append(PluginWarning(name, distribution,
+                                               _undecorated_message(origin, plugin, undecorated)))
 
     # -- lookup --------------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
@@ -151,15 +175,16 @@ class Registry:
         if name not in table:
             known = ", ".join(sorted(table)) or "none"
             hint = suggest(name, table)
-            failed = "".join(
-                f" Plugin {f.name!r} ({f.distribution}) failed to load: {f.reason}."
-                for f in self.failed
-            )
-            raise InvkitError(
-                f"Unknown {kind} {name!r}.{hint} Registered {kind}s: {known}. "
-                f"Run 'invkit list' to see every plugin.{failed}"
-            )
+            raise InvkitError(join_sentences(
+                f"Unknown {kind} {name!r}.{hint} Registered {kind}s: {known}",
+                "Run 'invkit list' to see every plugin", self.trouble()))
         return table[name]
+
+    def trouble(self) -> str:
+        """The plugins that failed to load and the warnings about loaded ones, as sentences
+        (empty when all is well): what an "unknown problem" may be explained by."""
+        return join_sentences(*(f.describe() for f in self.failed),
+                              *(w.message for w in self.warnings))
 
     def problem_spec(self, name: str) -> ProblemSpec:
         return self.entry("problem", name).obj
@@ -238,6 +263,51 @@ def _hook_hint(message: str) -> str:
         return message
     return (f"it implements an unknown hook {m.group(1)!r}.{suggest(m.group(1), hooks)} "
             f"The hooks are: {', '.join(hooks)}.")
+
+
+def _undecorated_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    """Functions of ``plugin`` named like invkit hooks (or close to it) that pluggy did not take
+    as hook implementations because ``@invkit.hookimpl`` is missing."""
+    hooks = [name for name, _ in _HOOKS.values()]
+    found = []
+    for attr in dir(plugin):
+        if not attr.startswith("invkit_"):
+            continue
+        if attr not in hooks and not attr.startswith("invkit_register") \
+                and not difflib.get_close_matches(attr, hooks, n=1, cutoff=0.8):
+            continue
+        try:
+            value = inspect.getattr_static(plugin, attr)
+        except AttributeError:
+            continue
+        if isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        if not (inspect.isfunction(value) or inspect.ismethod(value)):
+            continue
+        if getattr(value, hookspecs.PROJECT + "_spec", None) is not None:
+            continue  # a hookspec imported into the module, not an attempt at a hook
+        if pm.parse_hookimpl_opts(plugin, attr) is None:
+            found.append(attr)
+    return found
+
+
+def _undecorated_message(origin: Origin, plugin: object, names: list[str]) -> str:
+    if inspect.ismodule(plugin):
+        where = f"module {plugin.__name__}"
+    else:
+        cls = plugin if isinstance(plugin, type) else type(plugin)
+        where = f"{cls.__module__}.{cls.__qualname__}"
+    hooks = [name for name, _ in _HOOKS.values()]
+    listed = ", ".join(names)
+    one = len(names) == 1
+    misspelt = "".join(f" {n!r} is not a hook name either.{suggest(n, hooks)}"
+                       for n in names if n not in hooks)
+    who = str(origin)
+    it = "it" if one else "them"
+    return (f"{who[:1].upper()}{who[1:]}: {where} defines {listed} without the "
+            f"@invkit.hookimpl decorator, so invkit does not call {it} and registers nothing "
+            f"from {it}. Put @invkit.hookimpl (after 'import invkit') on the line above each "
+            f"'def'.{misspelt}")
 
 
 def _validated(kind: str, cls: type, obj: Any, origin: Origin) -> Entry:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import torch
 
 from invkit.checkpoint import first_line, load_checkpoint
 from invkit.config import RunConfig
-from invkit.errors import CheckpointError, InvkitError
+from invkit.errors import CheckpointError, InvkitError, join_sentences
 
 CONFIG, MODEL, METRICS, PLOTS = "config.toml", "model.pt", "metrics.json", "plots"
 
@@ -92,14 +93,7 @@ def checkpoint_problem(ckpt: dict[str, Any], cfg: RunConfig, where: Any):
     saved = ckpt.get("problem") if isinstance(ckpt.get("problem"), dict) else {}
     dist, version = saved.get("distribution", "?"), saved.get("version", "")
     if cfg.problem not in reg.entries["problem"]:
-        failed = "".join(f" Plugin {f.name!r} ({f.distribution}) failed to load: {f.reason}."
-                         for f in reg.failed)
-        raise CheckpointError(
-            f"{str(where)!r} was trained on problem {cfg.problem!r} from plugin "
-            f"{saved.get('plugin', '?')!r} (distribution {dist} {version}), which is not "
-            f"installed here. Install that distribution (pip install '{dist}=={version}') and "
-            f"check 'invkit list'.{failed}"
-        )
+        raise CheckpointError(_missing_problem(reg, cfg.problem, saved, where))
     here = reg.origin("problem", cfg.problem)
     if (dist, version) != (here.distribution, here.version) and saved:
         warnings.warn(InvkitWarning(
@@ -108,6 +102,53 @@ def checkpoint_problem(ckpt: dict[str, Any], cfg: RunConfig, where: Any):
             f"in between, samples and metrics may not match the original run."
         ), stacklevel=2)
     return reg.build_problem(cfg.problem, cfg.problem_options)
+
+
+def _dist_key(name: str) -> str:
+    """A distribution name as pip compares them: case, '-', '_' and '.' do not matter."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _installed_version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except (metadata.PackageNotFoundError, ValueError):
+        return None
+
+
+def _missing_problem(reg: Any, problem: str, saved: dict[str, Any], where: Any) -> str:
+    """Why a checkpoint's problem is not registered here: its distribution is missing, or
+    installed but failed to load (or loaded without registering the problem)."""
+    plugin, dist = saved.get("plugin", "?"), saved.get("distribution", "?")
+    version = saved.get("version", "")
+    trained = (f"{str(where)!r} was trained on problem {problem!r} from plugin {plugin!r} "
+               f"(distribution {' '.join(filter(None, (dist, version)))})")
+    failed = [f for f in reg.failed
+              if _dist_key(f.distribution) == _dist_key(dist) or f.name == plugin]
+    if failed:
+        return join_sentences(
+            f"{trained}. That distribution is installed here but failed to load",
+            *(f.describe() for f in failed),
+            "Fix the plugin (or reinstall it), then check with 'invkit list' that it loads "
+            "without a warning",
+            *(f.describe() for f in reg.failed if f not in failed),
+            *(w.message for w in reg.warnings))
+    here = _installed_version(dist) if dist != "?" else None
+    if here is not None:
+        also = f"pip install '{dist}=={version}'" if version and version != here else ""
+        return join_sentences(
+            f"{trained}. That distribution is installed here ({dist} {here}) but registers no "
+            f"problem {problem!r}",
+            "Run 'invkit list' to see what it registers (INVKIT_PLUGINS or "
+            "INVKIT_DISABLE_PLUGIN_AUTOLOAD may keep it from loading)"
+            + (f", or install the version the run was trained with ({also})" if also else ""),
+            reg.trouble())
+    pin = f"=={version}" if version else ""
+    return join_sentences(
+        f"{trained}, which is not installed here. Install that distribution (pip install "
+        f"'{dist}{pin}') and check 'invkit list'", reg.trouble())
 
 
 def load_run(run_dir: Any, device: str | torch.device = "cpu"):

@@ -1,9 +1,12 @@
 """Plugin discovery through entry points, and the contract enforced at registration."""
 
+import types
+
 import pytest
 import torch
 
 import invkit
+import invkit.registry as registry_module
 from invkit import ForwardProcess, Prior, Problem, ProblemSpec
 from invkit.errors import InvkitError, PluginError
 from invkit.registry import Registry, get_registry
@@ -161,3 +164,92 @@ def test_builder_cannot_rename_its_problem():
     reg = Registry()
     reg.add_plugin(Renamed(), name="renamed")
     assert reg.build_problem("registered").name == "registered"
+
+
+# -- plugins loaded through (simulated) entry points ------------------------------------------
+class _EntryPoint:
+    """What Registry.load_entry_points uses of an importlib.metadata.EntryPoint."""
+
+    def __init__(self, name, target, dist="invkit-sinusoid", version="0.1.0"):
+        self.name, self.target = name, target
+        self.dist = types.SimpleNamespace(name=dist, version=version)
+
+    def load(self):
+        if isinstance(self.target, BaseException):
+            raise self.target
+        return self.target
+
+
+def _load(monkeypatch, *entry_points):
+    fake = types.SimpleNamespace(entry_points=lambda group: list(entry_points))
+    monkeypatch.setattr(registry_module, "metadata", fake)
+    reg = Registry()
+    reg.load_entry_points()
+    return reg
+
+
+def test_load_failure_reasons_end_in_one_full_stop(monkeypatch):
+    reg = _load(monkeypatch, _EntryPoint("good", Good(), dist="dist-a"),
+                _EntryPoint("clash", Good(), dist="dist-b"),
+                _EntryPoint("sinusoid", ModuleNotFoundError("No module named 'scipy'")))
+    with pytest.raises(InvkitError) as info:
+        reg.build_problem("sinusoid")
+    message = str(info.value)
+    assert ".." not in message
+    assert "rename one of them. Plugin 'sinusoid' (distribution invkit-sinusoid 0.1.0) " \
+           "failed to load: ModuleNotFoundError: No module named 'scipy'." in message
+    assert message.startswith("Unknown problem 'sinusoid'. Registered problems: lin.")
+
+
+def _undecorated_module():
+    module = types.ModuleType("invkit_sinusoid.plugin")
+    module.invkit = invkit
+    module.hookspecs = invkit.hookspecs
+    module.invkit_register_priors = invkit.hookspecs.invkit_register_priors  # a spec: no hook
+
+    def invkit_register_problems(register):
+        register(ProblemSpec("sinusoid", lambda: Problem("sinusoid", "pp", "ff")))
+
+    module.invkit_register_problems = invkit_register_problems
+    return module
+
+
+def test_undecorated_hooks_are_reported(monkeypatch):
+    reg = _load(monkeypatch, _EntryPoint("sinusoid", _undecorated_module()))
+    assert reg.names("problem") == [] and reg.failed == []
+    [warning] = reg.warnings
+    assert warning.name == "sinusoid" and warning.distribution == "invkit-sinusoid"
+    assert warning.message == (
+        "Plugin 'sinusoid' (distribution invkit-sinusoid 0.1.0): module invkit_sinusoid.plugin "
+        "defines invkit_register_problems without the @invkit.hookimpl decorator, so invkit "
+        "does not call it and registers nothing from it. Put @invkit.hookimpl (after 'import "
+        "invkit') on the line above each 'def'.")
+    with pytest.raises(InvkitError) as info:
+        reg.build_problem("sinusoid")
+    assert str(info.value).endswith(warning.message)
+
+
+def test_undecorated_and_misspelt_methods_of_a_plugin_object():
+    class Half(Good):
+        def invkit_register_baselines(self, register):
+            pass
+
+        @staticmethod
+        def invkit_register_prior(register):
+            pass
+
+    reg = Registry()
+    reg.add_plugin(Half(), name="half")
+    assert reg.names("problem") == ["lin"]  # the decorated hooks still count
+    [warning] = reg.warnings
+    assert "test_registry.test_undecorated_and_misspelt_methods_of_a_plugin_object.<locals>" \
+           ".Half defines invkit_register_baselines, invkit_register_prior without" \
+           in warning.message
+    assert "'invkit_register_prior' is not a hook name either. Did you mean " \
+           "'invkit_register_priors'" in warning.message
+
+
+def test_decorated_plugins_get_no_warning():
+    reg = Registry()
+    reg.add_plugin(Good(), name="good")
+    assert reg.warnings == [] and reg.trouble() == ""

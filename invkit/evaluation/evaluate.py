@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from invkit.errors import PluginHookError
 from invkit.evaluation.context import EvalContext
 
 THROUGHPUT_SAMPLES = 100_000
@@ -49,7 +50,7 @@ def evaluate(ctx: EvalContext, progress: bool = True) -> dict[str, Any]:
         out["err_post_reference"] = source
     out["sampling_rate_per_s"] = sampling_rate(post, targets[0])
     if problem.metrics is not None:
-        out.update(problem.metrics(ctx))
+        out.update(_problem_metrics(ctx))
     if getattr(cfg.eval, "calibration_targets", 0) > 0:
         from invkit.evaluation.diagnostics import calibration_metrics
 
@@ -64,7 +65,69 @@ def make_plots(ctx: EvalContext, history: list[dict[str, float]]) -> list[Path]:
 
     paths = [plot_losses(history, ctx.plot_dir / "losses.png")] if history else []
     if ctx.problem.plots is not None:
-        paths += list(ctx.problem.plots(ctx))
+        paths += _problem_plots(ctx)
     else:
         paths.append(plot_posterior_pairs(ctx, ctx.plot_dir / "posterior.png"))
     return paths
+
+
+def _hook_owner(problem: Any) -> str:
+    """'problem NAME from plugin ... (distribution ...)', or less when it is not registered."""
+    from invkit.errors import InvkitError
+    from invkit.registry import get_registry
+
+    try:
+        return f"problem {problem.name!r} from {get_registry().origin('problem', problem.name)}"
+    except InvkitError:  # a Problem built in code and never registered
+        return f"problem {problem.name!r}"
+
+
+def _hook_failed(ctx: EvalContext, hook: str, what: str) -> PluginHookError:
+    return PluginHookError(f"The {hook}(ctx) hook of {_hook_owner(ctx.problem)} {what}",
+                           problem=ctx.problem.name, hook=hook)
+
+
+def _call_hook(ctx: EvalContext, hook: str) -> Any:
+    """A problem's evaluation hook, with any exception it raises turned into a PluginHookError
+    naming the problem, its plugin and the hook (the caller says what was kept)."""
+    fn = getattr(ctx.problem, hook)
+    try:
+        return fn(ctx)
+    except Exception as exc:
+        text = " ".join(str(exc).split())
+        raise _hook_failed(ctx, hook, f"raised {type(exc).__name__}"
+                                      f"{': ' + text if text else ''}") from exc
+
+
+def _problem_metrics(ctx: EvalContext) -> dict[str, Any]:
+    import json
+    from collections.abc import Mapping
+
+    got = _call_hook(ctx, "metrics")
+    if not isinstance(got, Mapping):
+        raise _hook_failed(ctx, "metrics", f"returned {type(got).__name__}; expected a dict of "
+                                           f"names to numbers (or lists, strings) for "
+                                           f"metrics.json")
+    out = {}
+    for key, value in got.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()  # a 0-d tensor is a number
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise _hook_failed(ctx, "metrics", f"returned {type(value).__name__} for "
+                                               f"{key!r}; metrics.json takes numbers, strings "
+                                               f"and lists of them (use float(...) or "
+                                               f".tolist())") from None
+        out[str(key)] = value
+    return out
+
+
+def _problem_plots(ctx: EvalContext) -> list[Path]:
+    got = _call_hook(ctx, "plots")
+    try:
+        return [Path(p) for p in got]
+    except TypeError:
+        raise _hook_failed(ctx, "plots", f"returned {type(got).__name__}; expected a list of "
+                                         f"the paths of the files it wrote under "
+                                         f"ctx.plot_dir") from None
