@@ -108,6 +108,35 @@ def signal_while_simulating(sig: int = signal.SIGTERM):
     return mock.patch.object(trainer, "generate", generate)
 
 
+def plugin_failed_to_load():
+    """The registry as it is when a run's plugin is installed but its import fails."""
+    from invkit.registry import FailedPlugin, get_registry
+
+    @contextlib.contextmanager
+    def failed() -> Iterator[None]:
+        reg = get_registry()
+        reg.failed.append(FailedPlugin("spectra", "invkit-spectra",
+                                       "ModuleNotFoundError: No module named 'scipy'", "1.2.0"))
+        try:
+            yield
+        finally:
+            reg.failed.pop()
+
+    return failed()
+
+
+def hook_raises(hook: str):
+    """The gmm plugin's metrics or plots hook raising, as a third-party hook might."""
+    import invkit_gmm.evaluation
+    import invkit_gmm.plots
+
+    def broken(ctx):
+        raise KeyError("mode_centres")
+
+    module = invkit_gmm.evaluation if hook == "metrics" else invkit_gmm.plots
+    return mock.patch.object(module, hook, broken)
+
+
 # -- the files the cases need -----------------------------------------------------------------
 def write(name: str, text: str) -> Callable[[], None]:
     return lambda: Path(name).write_text(text)
@@ -267,6 +296,12 @@ def cases() -> list[Case]:
         Case("evaluate", "a setting that needs retraining",
              ["evaluate", "run", "--set", "train.lr=1"]),
         Case("evaluate", "not a run directory", ["evaluate", "nowhere"]),
+        Case("evaluate", "a problem's metrics hook raises", ["evaluate", "run"],
+             patch=lambda: hook_raises("metrics"),
+             simulated="the gmm plugin's metrics(ctx) raises KeyError"),
+        Case("evaluate", "a problem's plots hook raises", ["evaluate", "run"],
+             patch=lambda: hook_raises("plots"),
+             simulated="the gmm plugin's plots(ctx) raises KeyError"),
         # -- damaged or foreign checkpoints (the same for sample, evaluate and --resume) ----
         Case("checkpoint", "truncated model.pt", ["sample", "bad", "--y", Y], prepare=truncated),
         Case("checkpoint", "random bytes", ["sample", "bad", "--y", Y],
@@ -288,6 +323,9 @@ def cases() -> list[Case]:
              prepare=corrupt(_set("config", "train", "stpes", value=3))),
         Case("checkpoint", "problem plugin not installed", ["sample", "bad", "--y", Y],
              prepare=corrupt(_missing_plugin)),
+        Case("checkpoint", "problem plugin installed but failed to load",
+             ["sample", "bad", "--y", Y], prepare=corrupt(_missing_plugin),
+             patch=plugin_failed_to_load, simulated="its import fails with ModuleNotFoundError"),
         Case("checkpoint", "problem plugin of another version (a warning)",
              ["sample", "bad", "--y", Y, "-n", "5"], expected=0,
              prepare=corrupt(_set("problem", "version", value="0.0.1"))),
