@@ -26,13 +26,18 @@ within float rounding, same checkpoints):
 * the logged losses are averaged over ranks once per log interval (the trainer's one sync).
 
 Only rank 0 writes the run directory, checkpoints and metrics, shows progress and evaluates.
+
+The ABC baseline (``invkit baseline abc`` under torchrun, or ``baseline.run`` on every rank of a
+joined group) splits its simulation budget over the same ranks and gathers one result that is
+identical to one process's; see ``plugins/invkit_abc/abc.py``.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -68,6 +73,17 @@ class Shard:
         dist.all_gather(out, t.contiguous())
         return out
 
+    def sum_(self, t: Tensor) -> Tensor:
+        """Sum ``t`` over ranks, in place (same shape on all ranks); returns ``t``."""
+        dist.all_reduce(t)
+        return t
+
+    def all_gather_object(self, obj: object) -> list:
+        """Every rank's picklable ``obj``, in rank order (for small or ragged results)."""
+        out: list = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
     def mean(self, t: Tensor) -> Tensor:
         """The mean of ``t`` over ranks (a new tensor)."""
         t = t.detach().clone()
@@ -79,6 +95,7 @@ class Shard:
 
 
 _current: Shard | None = None
+_alone = 0  # depth of one_rank() blocks
 
 
 def env_world_size() -> int:
@@ -95,8 +112,24 @@ def is_main() -> bool:
 
 
 def current() -> Shard | None:
-    """The joined process group, or None when training runs in one process."""
-    return _current
+    """The joined process group, or None in one process and inside :func:`one_rank`."""
+    return None if _alone else _current
+
+
+@contextlib.contextmanager
+def one_rank() -> Iterator[None]:
+    """A block that this rank runs by itself (rank 0's evaluation after training).
+
+    Inside it :func:`current` is None, so code that splits its work over the process group
+    when there is one (the ABC baseline) computes everything here instead of waiting for
+    ranks that never come. :func:`is_main` still tells rank 0 apart.
+    """
+    global _alone
+    _alone += 1
+    try:
+        yield
+    finally:
+        _alone -= 1
 
 
 def init_from_env(device: torch.device) -> Shard | None:

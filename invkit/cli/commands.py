@@ -246,6 +246,7 @@ def add_baseline(sub: Any) -> None:
 def cmd_baseline(args: argparse.Namespace) -> int:
     import torch
 
+    from invkit import distributed
     from invkit.device import make_generator, resolve_device
     from invkit.posterior import as_observations
     from invkit.registry import get_registry, resolve_options
@@ -257,10 +258,17 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     base_opts = {k: v for k, v in given if not k.startswith("problem.")}
     problem = reg.build_problem(args.problem, problem_opts)
     options = resolve_options(baseline.options, base_opts, f"baseline {args.name!r}")
-    options["progress"] = not args.quiet
     dev = resolve_device(args.device)
+    # under torchrun: join the process group; ABC splits its budget over the ranks, every
+    # rank gets the whole result, and rank 0 alone prints and writes
+    shard = distributed.init_from_env(dev)
+    if shard is not None:
+        dev = shard.device
+    options["progress"] = not args.quiet and distributed.is_main()
     y, _ = as_observations([parse_observation(t) for t in args.y], problem.dim_y, dev)
     result = baseline.run(problem, y, args.n, options, make_generator(dev, args.seed))
+    if not distributed.is_main():
+        return 0
     from rich.table import Table
 
     table = Table(title=f"baseline {args.name} on {args.problem}: {result.n_simulations:.3g} "

@@ -2,6 +2,11 @@
 
 ABC references are costly, so they are cached on disk, keyed by the problem, its options,
 the targets and the ABC settings, and computed once.
+
+Under torchrun the evaluation runs on rank 0 alone (``invkit run``), so the reference is
+computed there without waiting for the other ranks (:func:`invkit.distributed.one_rank`); where
+every rank evaluates (``torchrun ... invkit evaluate``), each computes it and only rank 0 writes
+the cache file, atomically, so no rank reads a torn file or races another's write.
 """
 
 from __future__ import annotations
@@ -50,21 +55,27 @@ def _key(problem: Problem, targets: Tensor, n: int, pool: int, seed: int) -> str
 def abc_reference(problem: Problem, targets: Tensor, n: int, pool: int, seed: int,
                   progress: bool = True) -> Tensor:
     """Quantile ABC: the n nearest of one shared pool of simulations, cached on disk."""
+    from invkit import distributed
     from invkit.checkpoint import save_atomic
     from invkit.registry import get_registry
 
+    main = distributed.is_main()
     path = cache_dir() / "reference" / f"{problem.name}-{_key(problem, targets, n, pool, seed)}.pt"
     if path.exists():
         try:
             return torch.load(path, weights_only=True)["samples"].to(targets.device)
-        except Exception:  # a damaged cache entry is recomputed
-            path.unlink(missing_ok=True)
+        except Exception:  # a damaged cache entry is recomputed (and replaced by rank 0)
+            if main:
+                path.unlink(missing_ok=True)
     baseline = get_registry().baseline("abc")
     gen = torch.Generator(device=targets.device).manual_seed(seed + 7)
     options = dict(baseline.options)
-    options.update({"method": "quantile", "budget": pool, "n_keep": n, "progress": progress})
-    result = baseline.run(problem, targets, n, options, gen)
+    options.update({"method": "quantile", "budget": pool, "n_keep": n,
+                    "progress": progress and main})
+    with distributed.one_rank():  # the caller may be rank 0 alone: wait for no other rank
+        result = baseline.run(problem, targets, n, options, gen)
     samples = torch.stack([s[:n] for s in result.samples])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_atomic({"samples": samples.cpu()}, path)
+    if main:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_atomic({"samples": samples.cpu()}, path)
     return samples

@@ -21,15 +21,25 @@ Reproducibility: simulations are drawn in seed blocks of ``seed_block`` draws, e
 generator seeded by (one seed drawn from ``generator``, block index). Results therefore depend
 on the seed and ``seed_block`` only; ``chunk_size`` trades memory for speed and changes nothing
 else, and a larger budget extends the same stream of simulations.
+
+Several processes (``torchrun``, see ``invkit.distributed``): with ``shard`` (the plugin passes
+the joined process group), rank r of N simulates every N-th seed block of each round of N
+chunks, so the ranks' blocks are disjoint and together the one-process stream. Quantile ABC
+merges the ranks' top-k at the end; rejection ABC syncs its acceptance counts once per round
+(one ``all_reduce`` of N x m integers), which replays one process's early stop chunk by chunk,
+and gathers the kept draws in simulation order. Every rank returns the same result, identical
+to one process's with the same seed and budget (draws, order, counts, ``n_simulations``; only
+draws at exactly equal distances may come in another order). Only rank 0 shows progress.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.console import Console
@@ -47,6 +57,9 @@ from torch import Tensor
 
 from invkit.errors import InvkitError
 from invkit.problem import BaselineResult, Problem
+
+if TYPE_CHECKING:
+    from invkit.distributed import Shard
 
 SEED_BLOCK = 2**16
 """Default simulations per seed block (the unit of reproducibility, see the module docstring)."""
@@ -94,6 +107,82 @@ def _mix(base: int, k: int) -> int:
     return (z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFF
 
 
+class _Plan:
+    """Which seed blocks this process simulates, round by round.
+
+    One process: round j is chunk j, the blocks ``[j b, (j + 1) b)`` with
+    ``b = chunk_size // seed_block``. N ranks: round j is the one-process chunks
+    ``j N ... j N + N - 1``, and rank r takes every N-th of its blocks from the r-th on, so the
+    ranks' blocks are disjoint, together the one-process stream, and balanced to one block.
+    """
+
+    def __init__(self, budget: int, chunk_size: int, seed_block: int, shard: Shard | None
+                 ) -> None:
+        self.budget, self.seed_block = budget, seed_block
+        self.world = shard.world_size if shard is not None else 1
+        self.rank = shard.rank if shard is not None else 0
+        self.per_chunk = max(1, chunk_size // seed_block)
+        self.n_blocks = -(-budget // seed_block)
+        self.n_chunks = -(-self.n_blocks // self.per_chunk)
+        self.per_round = self.world * self.per_chunk
+        self.n_rounds = -(-self.n_blocks // self.per_round)
+
+    def blocks(self, j: int) -> range:
+        return range(j * self.per_round + self.rank,
+                     min((j + 1) * self.per_round, self.n_blocks), self.world)
+
+    def chunk_sims(self, c: int) -> int:
+        """Simulations in one-process chunk c."""
+        size = self.per_chunk * self.seed_block
+        return min(self.budget, (c + 1) * size) - c * size
+
+    def own_sims(self) -> int:
+        """Simulations this rank runs over the whole budget."""
+        own = range(self.rank, self.n_blocks, self.world)
+        short = self.n_blocks * self.seed_block - self.budget  # the last block's truncation
+        return len(own) * self.seed_block - (short if self.n_blocks - 1 in own else 0)
+
+
+def _base_seed(generator: torch.Generator) -> int:
+    return int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+
+
+def _rounds(
+    problem: Problem, plan: _Plan, device: torch.device, base: int
+) -> Iterator[list[tuple[Tensor, Tensor, list[int]]]]:
+    """This rank's simulations, one list of pieces (x, y, seed blocks) per round of ``plan``.
+
+    On CPU each seed block is its own piece, so a block is filtered while it is still in
+    cache (measured faster than one big chunk); on accelerators a round is one piece, so
+    kernels are large. The last seed block is truncated to the budget.
+    """
+    block_gen = torch.Generator(device=device)
+    sb, dim_x, dim_y = plan.seed_block, problem.dim_x, problem.dim_y
+    checked = False
+    for j in range(plan.n_rounds):
+        pieces = []
+        for k in plan.blocks(j):
+            block_gen.manual_seed(_mix(base, k))
+            x = problem.sample_prior(sb, block_gen)
+            y = problem.simulate(x, block_gen)
+            if not checked:
+                if x.dim() != 2 or x.shape != (sb, dim_x) or y.shape != (sb, dim_y):
+                    raise InvkitError(
+                        f"Problem {problem.name!r} produced x of shape {tuple(x.shape)} and y "
+                        f"of shape {tuple(y.shape)} for {sb} draws; ABC needs ({sb}, {dim_x}) "
+                        f"and ({sb}, {dim_y})."
+                    )
+                checked = True
+            keep = min(sb, plan.budget - k * sb)
+            if keep < sb:
+                x, y = x[:keep], y[:keep]
+            pieces.append((x, y, [k]))
+        if device.type != "cpu" and len(pieces) > 1:
+            pieces = [(torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces]),
+                       [p[2][0] for p in pieces])]
+        yield pieces
+
+
 def _stream(
     problem: Problem,
     budget: int,
@@ -101,39 +190,48 @@ def _stream(
     seed_block: int,
     generator: torch.Generator,
 ) -> Iterator[list[tuple[Tensor, Tensor]]]:
-    """Chunks of the budget, each a list of pieces (x, y) made of whole seed blocks.
+    """One process's chunks of the budget, each a list of pieces (x, y) of whole seed blocks."""
+    plan = _Plan(budget, chunk_size, seed_block, None)
+    for pieces in _rounds(problem, plan, generator.device, _base_seed(generator)):
+        yield [(x, y) for x, y, _ in pieces]
 
-    On CPU each seed block is its own piece, so a block is filtered while it is still in
-    cache (measured faster than one big chunk); on accelerators a chunk is one piece, so
-    kernels are large. The last seed block is truncated to the budget.
+
+def _sim_index(cols: Tensor, blocks: list[int], seed_block: int) -> Tensor:
+    """Positions in the one-process stream of a piece's columns ``cols``."""
+    if len(blocks) == 1:
+        return cols + blocks[0] * seed_block
+    start = torch.tensor(blocks, device=cols.device) * seed_block
+    return start[torch.div(cols, seed_block, rounding_mode="floor")] + cols % seed_block
+
+
+def _agree(shard: Shard | None, generator: torch.Generator, targets: Tensor,
+           settings: tuple) -> int:
+    """The stream's base seed; with several ranks, checked to be the same call on all of them.
+
+    A rank with another seed, other settings or other targets would silently give a result
+    that is no one-process result, so every rank raises the same error instead.
     """
-    device = generator.device
-    base = int(torch.randint(0, 2**62, (1,), generator=generator, device=device))
-    block_gen = torch.Generator(device=device)
-    blocks_per_chunk = max(1, chunk_size // seed_block)
-    n_blocks = -(-budget // seed_block)
-    dim_x, dim_y = problem.dim_x, problem.dim_y
-    for first in range(0, n_blocks, blocks_per_chunk):
-        pieces = []
-        for k in range(first, min(first + blocks_per_chunk, n_blocks)):
-            block_gen.manual_seed(_mix(base, k))
-            x = problem.sample_prior(seed_block, block_gen)
-            y = problem.simulate(x, block_gen)
-            if k == 0 and (
-                x.dim() != 2 or x.shape != (seed_block, dim_x) or y.shape != (seed_block, dim_y)
-            ):
-                raise InvkitError(
-                    f"Problem {problem.name!r} produced x of shape {tuple(x.shape)} and y of "
-                    f"shape {tuple(y.shape)} for {seed_block} draws; ABC needs "
-                    f"({seed_block}, {dim_x}) and ({seed_block}, {dim_y})."
-                )
-            keep = min(seed_block, budget - k * seed_block)
-            if keep < seed_block:
-                x, y = x[:keep], y[:keep]
-            pieces.append((x, y))
-        if device.type != "cpu" and len(pieces) > 1:
-            pieces = [(torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces]))]
-        yield pieces
+    base = _base_seed(generator)
+    if shard is None:
+        return base
+    digest = hashlib.sha256(targets.detach().cpu().double().numpy().tobytes()).hexdigest()
+    on_gpu = shard.device.type != "cuda" or generator.device == shard.device
+    every = shard.all_gather_object((base, settings, tuple(targets.shape), digest, on_gpu,
+                                     str(generator.device)))
+    wrong = [r for r, e in enumerate(every) if not e[4]]
+    if wrong:
+        raise InvkitError(
+            f"ABC on {shard.world_size} processes: the generator of rank {wrong[0]} is on "
+            f"{every[wrong[0]][5]}, not on its own GPU. Make the generator on "
+            f"invkit.distributed.current().device (cuda:LOCAL_RANK) on every rank."
+        )
+    if any(e[:4] != every[0][:4] for e in every):
+        raise InvkitError(
+            f"ABC on {shard.world_size} processes: the ranks were called with different "
+            f"seeds, settings or targets. Every rank must make the same call (same seed), "
+            f"and each then simulates its own share of the budget."
+        )
+    return base
 
 
 class _Piece:
@@ -295,9 +393,10 @@ def _format_target(y: Tensor) -> str:
     return "(" + ", ".join(f"{v:.3g}" for v in y.tolist()) + ")"
 
 
-def _warn(info: dict[str, Any], message: str) -> None:
+def _warn(info: dict[str, Any], message: str, loud: bool = True) -> None:
     info.setdefault("warnings", []).append(message)
-    warnings.warn(message, stacklevel=3)
+    if loud:  # under torchrun only rank 0 says it
+        warnings.warn(message, stacklevel=3)
 
 
 # -- rejection ABC -----------------------------------------------------------------------------
@@ -313,6 +412,7 @@ def rejection_abc(
     max_accept: int | None = None,
     min_accept: int = 0,
     seed_block: int = SEED_BLOCK,
+    shard: Shard | None = None,
 ) -> BaselineResult:
     """Rejection ABC: keep prior draws x whose simulation lies within ``tolerance`` (L2) of y.
 
@@ -320,6 +420,8 @@ def rejection_abc(
     keeps its first ``max_accept`` acceptances (in simulation order) and the pass stops once
     every target has them. Targets with fewer than ``min_accept`` acceptances are named in a
     warning and in ``info["warnings"]``. Samples of target i are ``result.samples[i]``.
+    With ``shard`` (a joined process group), every rank must make this call with the same
+    arguments; each simulates its share and all return the one-process result.
     """
     start = time.perf_counter()
     targets = _targets(problem, y_targets)
@@ -331,23 +433,35 @@ def rejection_abc(
     if max_accept is not None:
         max_accept = _positive_int(max_accept, "max_accept")
     m = targets.shape[0]
+    plan = _Plan(budget, chunk_size, seed_block, shard)
+    base = _agree(shard, generator, targets,
+                  ("rejection", float(tolerance), budget, chunk_size, seed_block, max_accept))
+    main, world = shard is None or shard.is_main, plan.world
     tol2 = float(tolerance) ** 2
     counts = torch.zeros(m, dtype=torch.long)
     seen = torch.zeros(m, dtype=torch.long)  # simulations each target was compared with
     active = torch.arange(m)
     acc_x: list[Tensor] = []
     acc_t: list[Tensor] = []
+    acc_g: list[Tensor] = []  # N ranks: positions in the one-process stream
+    # N ranks: the targets one process still has active, and the last chunk each one used
+    live = torch.ones(m, dtype=torch.bool)
+    until = torch.full((m,), plan.n_chunks, dtype=torch.long)
+    chunk_len = plan.per_chunk * seed_block
     n_sims = 0
     filt: list[tuple[Tensor, _Filter]] | None = None
     piece, axis = 0, 0
 
-    with _Bar(progress, budget, f"rejection ABC, {m} targets") as bar:
-        for pieces in _stream(problem, budget, chunk_size, seed_block, generator):
-            for x, y in pieces:
+    with _Bar(progress if main else False, budget, f"rejection ABC, {m} targets") as bar:
+        for j, pieces in enumerate(_rounds(problem, plan, generator.device, base)):
+            if world > 1:
+                assert shard is not None
+                chunk_counts = torch.zeros((world, m), dtype=torch.long, device=shard.device)
+            for x, y, blocks in pieces:
                 if filt is None:
                     targets = targets.to(device=y.device, dtype=y.dtype)
                     counts, seen = counts.to(y.device), seen.to(y.device)
-                    active = active.to(y.device)
+                    active, live, until = active.to(y.device), live.to(y.device), until.to(y.device)
                     filt = _blocks(targets, active, y.shape[0], y.dtype)
                     piece, axis = y.shape[0], _band_axis(y)
                     thr = torch.full((m,), tol2, device=y.device, dtype=y.dtype)
@@ -359,21 +473,58 @@ def rejection_abc(
                     t_idx = idx[rows]
                     acc_x.append(x[cols])
                     acc_t.append(t_idx)
-                    counts.index_add_(0, t_idx, torch.ones_like(t_idx))
-                n_sims += y.shape[0]
-                seen[active] += y.shape[0]
-            lo, hi = counts.min().item(), counts.max().item()
-            bar.update(sum(p[1].shape[0] for p in pieces), f"accepted per target {lo}-{hi}")
-            if max_accept is not None:
-                still = counts[active] < max_accept
-                if not bool(still.all()):
-                    active = active[still]
-                    if active.numel() == 0:
+                    if world == 1:
+                        counts.index_add_(0, t_idx, torch.ones_like(t_idx))
+                        continue
+                    g = _sim_index(cols, blocks, seed_block)
+                    acc_g.append(g)
+                    slot = torch.div(g, chunk_len, rounding_mode="floor") - j * world
+                    flat = (slot * m + t_idx).to(chunk_counts.device)
+                    chunk_counts.view(-1).index_add_(0, flat, torch.ones_like(flat))
+                if world == 1:
+                    n_sims += y.shape[0]
+                    seen[active] += y.shape[0]
+            if world == 1:
+                lo, hi = counts.min().item(), counts.max().item()
+                bar.update(sum(p[1].shape[0] for p in pieces), f"accepted per target {lo}-{hi}")
+                if max_accept is not None:
+                    still = counts[active] < max_accept
+                    if not bool(still.all()):
+                        active = active[still]
+                        if active.numel() == 0:
+                            break
+                        filt = _blocks(targets, active, piece, targets.dtype)
+                continue
+            # N ranks: replay one process's chunks of this round from the summed counts
+            assert shard is not None
+            chunk_counts = shard.sum_(chunk_counts).to(counts.device)
+            before, done = n_sims, False
+            for c in range(j * world, min((j + 1) * world, plan.n_chunks)):
+                counts += chunk_counts[c - j * world] * live
+                seen += plan.chunk_sims(c) * live
+                n_sims += plan.chunk_sims(c)
+                if max_accept is not None:
+                    full = live & (counts >= max_accept)
+                    until[full] = c
+                    live &= ~full
+                    done = not bool(live.any())
+                    if done:
                         break
-                    filt = _blocks(targets, active, piece, y.dtype)
+            lo, hi = counts.min().item(), counts.max().item()
+            bar.update(n_sims - before, f"accepted per target {lo}-{hi}")
+            if done:
+                break
+            if max_accept is not None and int(live.sum()) < active.numel():
+                active = live.nonzero().flatten()
+                if filt is not None:
+                    filt = _blocks(targets, active, piece, targets.dtype)
 
     device = targets.device
-    if acc_x:
+    if world > 1:
+        assert shard is not None
+        samples = _gather_rejection(shard, acc_x, acc_t, acc_g, until, chunk_len, counts,
+                                    problem.dim_x, device)
+    elif acc_x:
         all_x = torch.cat(acc_x)
         order = torch.sort(torch.cat(acc_t), stable=True)
         all_x = all_x[order.indices]
@@ -395,11 +546,39 @@ def rejection_abc(
         "seed_block": seed_block,
         "warnings": [],
     }
+    if world > 1:
+        info["processes"] = world
     if min_accept > 0:
         short = [i for i, c in enumerate(kept) if c < min_accept]
         if short:
-            _warn(info, _short_message(targets, short, kept, min_accept, seen.tolist(), tolerance))
+            _warn(info, _short_message(targets, short, kept, min_accept, seen.tolist(), tolerance),
+                  loud=main)
     return BaselineResult(samples, n_sims, time.perf_counter() - start, info)
+
+
+def _gather_rejection(
+    shard: Shard, acc_x: list[Tensor], acc_t: list[Tensor], acc_g: list[Tensor], until: Tensor,
+    chunk_len: int, counts: Tensor, dim_x: int, device: torch.device,
+) -> list[Tensor]:
+    """All ranks' acceptances that one process would have made, per target in stream order."""
+    mine = None
+    if acc_x:
+        x, t, g = torch.cat(acc_x), torch.cat(acc_t), torch.cat(acc_g)
+        # drop what a rank found for a target after one process would have retired it
+        keep = torch.div(g, chunk_len, rounding_mode="floor") <= until[t]
+        mine = (x[keep].cpu(), t[keep].cpu(), g[keep].cpu())
+    parts = [p for p in shard.all_gather_object(mine) if p is not None]
+    m = counts.numel()
+    if not parts:
+        return [torch.empty(0, dim_x, device=device) for _ in range(m)]
+    x, t, g = (torch.cat(q) for q in zip(*parts, strict=True))
+    order = torch.argsort(g, stable=True)
+    x, t = x[order], t[order]
+    order = torch.argsort(t, stable=True)
+    x, t = x[order].to(device), t[order]
+    n = torch.bincount(t, minlength=m).tolist()
+    assert n == counts.tolist(), "ABC ranks disagree on the acceptance counts"
+    return list(torch.split(x, n))
 
 
 def _blocks(
@@ -440,6 +619,7 @@ def quantile_abc(
     generator: torch.Generator,
     progress: bool | Progress = True,
     seed_block: int = SEED_BLOCK,
+    shard: Shard | None = None,
 ) -> BaselineResult:
     """Quantile ABC: for each target keep the ``n_keep`` draws whose simulations are nearest.
 
@@ -447,7 +627,8 @@ def quantile_abc(
     posterior: 1e8 draws, 4000 kept). Only draws nearer than a target's current k-th are
     candidates, and they are merged into the running top-k in batches, so after the first
     chunks almost nothing is copied. Samples are sorted nearest first; ``info["tolerance"]``
-    holds each target's largest kept distance (its effective tolerance).
+    holds each target's largest kept distance (its effective tolerance). With ``shard``, every
+    rank makes this call alike; each keeps the top-k of its share and the shares are merged.
     """
     start = time.perf_counter()
     targets = _targets(problem, y_targets)
@@ -461,13 +642,20 @@ def quantile_abc(
             f"simulations; raise the budget (it should be many times n_keep)."
         )
     m = targets.shape[0]
+    plan = _Plan(budget, chunk_size, seed_block, shard)
+    base = _agree(shard, generator, targets, ("quantile", k, budget, chunk_size, seed_block))
+    main = shard is None or shard.is_main
+    # rank 0 advances the bar by its own simulations scaled to the whole budget
+    scale = budget / max(plan.own_sims(), 1) if plan.world > 1 else 1
     top: _TopK | None = None
     n_sims, axis = 0, 0
     blocks: list[tuple[int, int, _Filter]] = []
 
-    with _Bar(progress, budget, f"quantile ABC, {m} targets x {k}") as bar:
-        for pieces in _stream(problem, budget, chunk_size, seed_block, generator):
-            for x, y in pieces:
+    with _Bar(progress if main else False, budget, f"quantile ABC, {m} targets x {k}") as bar:
+        for pieces in _rounds(problem, plan, generator.device, base):
+            if not pieces:  # N ranks: this one has no block in the last round
+                continue
+            for x, y, _ in pieces:
                 if top is None:
                     targets = targets.to(device=y.device, dtype=y.dtype)
                     top = _TopK(m, k, x, y)
@@ -481,11 +669,17 @@ def quantile_abc(
                 n_sims += y.shape[0]
             assert top is not None
             far = top.thr.max().sqrt().item()
-            bar.update(sum(p[1].shape[0] for p in pieces), f"max kept distance <= {far:.3g}")
+            bar.update(sum(p[1].shape[0] for p in pieces) * scale,
+                       f"max kept distance <= {far:.3g}")
 
-    assert top is not None
-    top.merge()
-    best_d, best_x = top.best_d, top.best_x
+    if top is not None:
+        top.merge()
+    if plan.world > 1:
+        assert shard is not None
+        best_d, best_x, n_sims = _gather_quantile(shard, top, n_sims, targets.device)
+    else:
+        assert top is not None
+        best_d, best_x = top.best_d, top.best_x
     finite = torch.isfinite(best_d)
     counts = finite.sum(1).tolist()
     samples = [best_x[i, : counts[i]] for i in range(m)]
@@ -501,6 +695,8 @@ def quantile_abc(
         "seed_block": seed_block,
         "warnings": [],
     }
+    if plan.world > 1:
+        info["processes"] = plan.world
     short = [i for i, c in enumerate(counts) if c < k]
     if short:
         _warn(
@@ -508,8 +704,24 @@ def quantile_abc(
             f"quantile ABC: {len(short)} targets kept fewer than {k} draws because simulations "
             f"returned NaN or infinite values (targets {short[:_WARN_LIST]}). Check the "
             f"problem's forward process for invalid outputs.",
+            loud=main,
         )
     return BaselineResult(samples, n_sims, time.perf_counter() - start, info)
+
+
+def _gather_quantile(
+    shard: Shard, top: _TopK | None, n_sims: int, device: torch.device
+) -> tuple[Tensor, Tensor, int]:
+    """The ranks' top-k lists merged: the top-k of the whole pool, nearest first."""
+    mine = (n_sims, None, None) if top is None else (n_sims, top.best_d.cpu(), top.best_x.cpu())
+    parts = shard.all_gather_object(mine)
+    d = torch.cat([p[1] for p in parts if p[1] is not None], 1).to(device)
+    x = torch.cat([p[2] for p in parts if p[2] is not None], 1).to(device)
+    k = parts[0][1].shape[1]  # rank 0 always simulates
+    d, idx = torch.sort(d, dim=1, stable=True)  # ties: the earlier rank's draw first
+    idx = idx[:, :k]
+    x = torch.gather(x, 1, idx[:, :, None].expand(-1, -1, x.shape[2]))
+    return d[:, :k].contiguous(), x, sum(p[0] for p in parts)
 
 
 class _TopK:

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from invkit import distributed
 from invkit.errors import InvkitError, suggest
 from invkit.hookspecs import hookimpl
 from invkit.problem import Baseline, BaselineResult, Problem
@@ -31,7 +32,13 @@ def run(
     options: Mapping[str, Any],
     generator: torch.Generator,
 ) -> BaselineResult:
-    """Up to n posterior samples per row of y by rejection ABC, or exactly n by quantile ABC."""
+    """Up to n posterior samples per row of y by rejection ABC, or exactly n by quantile ABC.
+
+    In a joined process group (``torchrun``, :func:`invkit.distributed.init_from_env`) every
+    rank must call this alike: each simulates its share of the budget and all return the
+    one-process result. Code that only rank 0 runs wraps the call in
+    :func:`invkit.distributed.one_rank`.
+    """
     unknown = set(options) - set(OPTIONS)
     if unknown:
         key = sorted(unknown)[0]
@@ -45,6 +52,7 @@ def run(
         "chunk_size": opts["chunk_size"],
         "generator": generator,
         "progress": opts["progress"],
+        "shard": distributed.current(),
     }
     if method == "rejection":
         return rejection_abc(

@@ -33,6 +33,11 @@ TINY = {
     "train.log_every": 2, "model.n_blocks": 2, "model.subnet_width": 32,
 }
 
+# the conditional INN (maximum likelihood): the global batch's standardisation, condition noise
+# and auxiliary draws on every rank alike, each rank on its own rows
+CINN = {"model.kind": "cinn", "model.cond_features": 4, "model.cond_width": 16}
+CINN_LOSSES = ("total", "z_sq", "log_det")
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -66,8 +71,10 @@ def _worker(rank: int, world: int, port: int, out: str, overrides: dict) -> None
         value = distributed.sharded_mmd2(xl, yl, WIDTHS, shard)
         value.backward()
         history, state = _train(overrides)
+        cinn_history, cinn_state = _train({**overrides, **CINN})
         torch.save({"history": history, "state": state, "mmd": shard.mean(value),
-                    "gx": xl.grad, "gy": yl.grad}, Path(out) / f"rank{rank}.pt")
+                    "gx": xl.grad, "gy": yl.grad, "cinn_history": cinn_history,
+                    "cinn_state": cinn_state}, Path(out) / f"rank{rank}.pt")
     finally:
         distributed.shutdown()
 
@@ -117,6 +124,22 @@ def test_two_ranks_match_one_process(two_ranks):
     # the ranks agree exactly with each other (same averaged gradients, same updates)
     for key in one_state:
         assert torch.equal(two_ranks[0]["state"][key], two_ranks[1]["state"][key])
+
+
+def test_cinn_two_ranks_match_one_process(two_ranks):
+    """``--set model=cinn`` under DDP: the loss curve and weights of one process (float32)."""
+    one_history, one_state = _train({**TINY, **CINN})
+    assert len(one_history) == TINY["train.steps"] // TINY["train.log_every"]
+    for got in two_ranks:
+        assert [h["step"] for h in got["cinn_history"]] == [h["step"] for h in one_history]
+        for mine, ref in zip(got["cinn_history"], one_history):
+            for name in CINN_LOSSES:
+                assert mine[name] == pytest.approx(ref[name], rel=1e-5, abs=1e-6), name
+        assert one_state.keys() == got["cinn_state"].keys()
+        for key, value in one_state.items():
+            torch.testing.assert_close(got["cinn_state"][key], value, rtol=1e-5, atol=1e-5)
+    for key in one_state:
+        assert torch.equal(two_ranks[0]["cinn_state"][key], two_ranks[1]["cinn_state"][key])
 
 
 def test_batch_must_divide_by_ranks():
