@@ -27,34 +27,60 @@ def add_list(sub: Any) -> None:
     p.set_defaults(handler=cmd_list)
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    from rich.table import Table
+LIST_TITLES = {
+    "prior": "priors",
+    "forward process": "forward processes",
+    "problem": "problems (invkit run NAME)",
+    "baseline": "baselines (invkit baseline NAME PROBLEM)",
+}
 
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import warnings
+
+    from rich import box
+    from rich.table import Column, Table
+    from rich.text import Text
+
+    from invkit.errors import InvkitWarning, join_sentences
     from invkit.registry import KINDS, get_registry
 
     reg = get_registry()
-    table = Table(title="invkit plugins")
-    for col in ("kind", "name", "dims", "plugin", "distribution", "description"):
-        table.add_column(col)
+    console = _console()
     for kind in KINDS:
+        if not reg.names(kind):
+            console.print(f"{LIST_TITLES[kind]}: none", highlight=False)
+            continue
+        # names are what users type: never cut or wrapped (at 80 columns or piped, too);
+        # the descriptions wrap instead, and a long distribution name folds
+        table = Table(Column("name", no_wrap=True, style="bold"),
+                      Column("plugin (distribution)", overflow="fold"),
+                      Column("description", overflow="fold", ratio=1),
+                      title=LIST_TITLES[kind], title_justify="left", box=box.SIMPLE_HEAD,
+                      pad_edge=False, expand=True)
         for name in reg.names(kind):
             e = reg.entries[kind][name]
             obj = e.obj
+            about = Text(obj.description)
             dims = ""
             if hasattr(obj, "dim"):
                 dims = f"x: {obj.dim}"
             elif hasattr(obj, "dim_x"):
                 dims = f"x: {obj.dim_x} -> y: {obj.dim_y}"
             if kind in ("problem", "baseline") and obj.options:
-                opts = ", ".join(f"{k}={v!r}" for k, v in obj.options.items())
-                dims = f"options: {opts}" if kind == "baseline" else f"options: {opts}"
-            table.add_row(kind, name, dims, e.origin.plugin,
-                          f"{e.origin.distribution} {e.origin.version}", obj.description)
-    console = _console()
-    console.print(table)
+                dims = "options: " + ", ".join(f"{k}={v!r}" for k, v in obj.options.items())
+            if dims:
+                about.append(("\n" if obj.description else "") + dims, style="dim")
+            version = f" {e.origin.version}" if e.origin.version else ""
+            table.add_row(Text(name), Text(f"{e.origin.plugin}\n{e.origin.distribution}{version}"),
+                          about)
+        console.print(table)
+    # on stderr, as 'warning: ...' (main prints InvkitWarnings so): the tables stay clean
     for f in reg.failed:
-        console.print(f"[yellow]plugin {f.name!r} ({f.distribution}) failed to load and was "
-                      f"skipped:[/] {f.reason}", highlight=False)
+        warnings.warn(InvkitWarning(join_sentences(
+            f.describe(), "It was skipped; the plugins listed above work")), stacklevel=1)
+    for w in reg.warnings:
+        warnings.warn(InvkitWarning(w.message), stacklevel=1)
     return 0
 
 
@@ -74,7 +100,8 @@ def add_run(sub: Any) -> None:
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="continue an interrupted run from its last checkpoint")
     p.add_argument("--no-eval", action="store_true", help="train and save only")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars (the summary is printed either way)")
     p.set_defaults(handler=cmd_run)
 
 
@@ -141,13 +168,15 @@ def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
 # -- sample ----------------------------------------------------------------------------------
 def add_sample(sub: Any) -> None:
     p = sub.add_parser("sample", help="posterior samples for observations")
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=Path, help="a run directory written by 'invkit run'")
     p.add_argument("--y", action="append", required=True, metavar="Y1,Y2,...",
                    help="an observation as comma-separated numbers; repeat for several")
     p.add_argument("-n", type=int, default=1000, help="samples per observation")
     p.add_argument("--out", type=Path, help=".npy, .pt or .csv file (default: print summary)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the sampling noise: the same seed gives the same samples "
+                        "(default 0)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps (default cpu)")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.set_defaults(handler=cmd_sample)
 
@@ -207,11 +236,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
 # -- evaluate --------------------------------------------------------------------------------
 def add_evaluate(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="recompute a run's metrics (and plots)")
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run_dir", type=Path, help="a run directory written by 'invkit run'")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                    help="eval settings, e.g. --set eval.n_targets=1000 --set eval.n_samples=4000")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps (default cpu)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars (the summary is printed either way)")
     p.set_defaults(handler=cmd_evaluate)
 
 
@@ -231,15 +261,24 @@ def add_baseline(sub: Any) -> None:
     p = sub.add_parser("baseline", help="run a baseline (e.g. ABC) for observations")
     p.add_argument("name", help="a registered baseline (see 'invkit list')")
     p.add_argument("problem", help="a registered problem")
-    p.add_argument("--y", action="append", required=True, metavar="Y1,Y2,...")
+    p.add_argument("--y", action="append", required=True, metavar="Y1,Y2,...",
+                   help="an observation as comma-separated numbers; repeat for several")
     p.add_argument("-n", type=int, default=1000, help="samples wanted per observation")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                    help="baseline options (e.g. --set tolerance=0.005 --set budget=1e8) or "
                         "problem options (problem.NAME=VALUE)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", type=Path, help="write samples to a .pt file (a list per target)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the baseline's random draws: the same seed gives the same "
+                        "samples (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps (default cpu)")
+    p.add_argument("--out", type=Path,
+                   help="also write the results to a .pt file (torch.load): a dict with y "
+                        "(the observations, shape (m, dim_y)), samples (a list of m tensors, "
+                        "one per observation, of shape (accepted, dim_x)), n_simulations and "
+                        "wall_time_s")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars (the table and the JSON summary line are printed "
+                        "either way)")
     p.set_defaults(handler=cmd_baseline)
 
 

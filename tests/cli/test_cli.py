@@ -72,3 +72,67 @@ def test_bad_input_gets_one_paragraph(argv, message, capsys, tmp_path, monkeypat
     err = capsys.readouterr().err
     assert message in " ".join(err.split()) and "Traceback" not in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("model.pt"))
+
+
+def test_list_never_truncates_names(capsys, monkeypatch):
+    import invkit
+    import invkit.registry as registry_module
+    from invkit import ProblemSpec
+    from invkit.registry import get_registry
+
+    class Long:
+        @invkit.hookimpl
+        def invkit_register_problems(self, register):
+            register(ProblemSpec("sinusoid_with_a_rather_long_name", lambda: None,
+                                 description="a long description " * 8))
+
+    reg = get_registry()
+    monkeypatch.setattr(registry_module, "_DEFAULT", registry_module.Registry(
+        entries={k: dict(v) for k, v in reg.entries.items()}))
+    get_registry().add_plugin(Long(), name="sinusoid_long", distribution="invkit-sinusoid-long",
+                              version="0.1.0")
+    monkeypatch.setenv("COLUMNS", "80")  # stdout is no terminal here: as in 'invkit list | cat'
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80
+    words = set(out.split())
+    for kind in ("prior", "forward process", "problem", "baseline"):
+        for name in get_registry().names(kind):
+            assert name in words, name
+
+
+def test_list_warns_about_broken_plugins_on_stderr(capsys, monkeypatch):
+    import types
+
+    import invkit.registry as registry_module
+    from invkit.registry import FailedPlugin, Registry
+
+    reg = Registry()
+    reg.failed.append(FailedPlugin("broken", "invkit-broken",
+                                   "ModuleNotFoundError: No module named 'scipy'", "0.1.0"))
+    module = types.ModuleType("invkit_sinusoid.plugin")
+    module.invkit_register_problems = lambda register: None
+    reg.add_plugin(module, name="sinusoid", distribution="invkit-sinusoid", version="0.1.0")
+    monkeypatch.setattr(registry_module, "_DEFAULT", reg)
+    assert main(["list"]) == 0
+    out, err = capsys.readouterr()
+    assert "broken" not in out and "sinusoid" not in out
+    err = " ".join(err.split())
+    assert "warning: Plugin 'broken' (distribution invkit-broken 0.1.0) failed to load: " \
+           "ModuleNotFoundError: No module named 'scipy'. It was skipped" in err
+    assert "warning: Plugin 'sinusoid' (distribution invkit-sinusoid 0.1.0): module " \
+           "invkit_sinusoid.plugin defines invkit_register_problems without the " \
+           "@invkit.hookimpl decorator" in err
+
+
+def test_every_option_has_help():
+    import argparse
+
+    from invkit.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {a.option_strings or a.dest}" for name, parser in sub.choices.items()
+               for a in parser._actions if not a.help]
+    assert missing == []
+    baseline_out = next(a for a in sub.choices["baseline"]._actions if a.dest == "out")
+    assert "n_simulations" in baseline_out.help  # the dict it writes, not "a list per target"
