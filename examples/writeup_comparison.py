@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     if posterior.problem.name != "kinematics":
         raise SystemExit(f"{args.run_dir} is a {posterior.problem.name!r} run; this compares "
                          f"on the kinematics problem.")
+    kind = getattr(getattr(posterior.config, "model", None), "kind", "inn")
+    label = "cINN" if kind == "cinn" else "INN"
     targets = WRITEUP_TARGETS
     posterior.sample(targets, 10, seed=args.seed)  # warm-up, as any second call would be
     t0 = time.perf_counter()
@@ -72,13 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "| method | wall time | samples per target | Err_resim (mean over targets) |",
         "|---|---|---|---|",
-        f"| INN ({args.run_dir.name}) | {inn_time:.3f} s | {N_INN} (any number) | "
+        f"| {label} ({args.run_dir.name}) | {inn_time:.3f} s | {N_INN} (any number) | "
         f"{sum(inn_resim) / len(inn_resim):.4f} |",
         f"| rejection ABC, tol {args.tolerance}, {result.n_simulations:.2g} sims | "
         f"{result.wall_time_s:.1f} s | {min(result.counts)} to {max(result.counts)} | "
         f"{abc_mean:.4f} |",
         "",
-        "| target y | ABC accepted | INN Err_resim | ABC Err_resim |",
+        f"| target y | ABC accepted | {label} Err_resim | ABC Err_resim |",
         "|---|---|---|---|",
     ]
     for r in rows:
@@ -86,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| ({r['target'][0]:.2f}, {r['target'][1]:.2f}) | {r['abc_accepted']} | "
                      f"{r['inn_err_resim']:.4f} | {ra} |")
     (out / "comparison.md").write_text("\n".join(lines) + "\n")
-    panels = {"INN": [s[:100] for s in inn], f"ABC (tol {args.tolerance})":
+    panels = {label: [s[:100] for s in inn], f"ABC (tol {args.tolerance})":
               [s[:100] for s in result.samples]}
     comparison_figure(panels, targets, out / "comparison.png",
-                      title="Arm configurations: INN posterior vs rejection ABC")
+                      title=f"Arm configurations: {label} posterior vs rejection ABC")
     print("\n".join(lines))
     print(f"\nwrote {out / 'comparison.png'}, comparison.md, comparison.json")
     return 0

@@ -103,21 +103,26 @@ def comparison_figure(
     targets: Tensor,
     path: Path,
     title: str = "",
+    per_row: int = 3,
 ) -> Path:
-    """Solvers side by side: one row per target, one column per solver (e.g. INN, ABC)."""
+    """Solvers side by side (e.g. INN, ABC): for each target one panel per solver, next to each
+    other, ``per_row`` targets to a row (the 9 write-up targets: a 3 x 3 grid of pairs)."""
     names = list(panels)
-    n = len(targets)
-    fig, axes = plt.subplots(
-        n, len(names), figsize=(3.0 * len(names), 3.2 * n), squeeze=False
-    )
-    for j, name in enumerate(names):
-        for i in range(n):
-            ax = axes[i, j]
+    n, k = len(targets), len(names)
+    per_row = max(1, min(per_row, n))
+    rows = (n + per_row - 1) // per_row
+    fig, axes = plt.subplots(rows, per_row * k, figsize=(2.7 * per_row * k, 3.0 * rows),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        t = targets[i].tolist()
+        for j, name in enumerate(names):
+            ax = axes[i // per_row, (i % per_row) * k + j]
+            ax.axis("on")
             draw_arms(ax, panels[name][i], targets[i], color=f"C{j}")
-            t = targets[i].tolist()
-            ax.set_title(
-                f"{name}: y = ({t[0]:.2f}, {t[1]:.2f}), n = {len(panels[name][i])}", fontsize=8
-            )
+            ax.set_title(f"{name}: ({t[0]:.2f}, {t[1]:.2f}), n = {len(panels[name][i])}",
+                         fontsize=8)
     return _save(fig, path, title, dpi=100)
 
 
@@ -125,7 +130,7 @@ def _save(fig: Any, path: Path, title: str, dpi: int) -> Path:
     """Title, layout, write (creating the folder) and free the figure."""
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97) if title else None)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
