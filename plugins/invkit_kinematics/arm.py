@@ -23,6 +23,7 @@ DIM_Y = 2
 
 _LOG_NORM = sum(math.log(s) for s in SIGMA) + 0.5 * DIM_X * math.log(2 * math.pi)
 _CONSTANTS: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
+_TILED: dict[tuple[torch.device, str], Tensor] = {}
 
 
 def _constants(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -43,11 +44,31 @@ def _check_x(x: Tensor) -> None:
         )
 
 
+_TILE = 1024
+"""Rows scaled per vector in ``sample_prior`` (see there)."""
+
+
 def sample_prior(n: int, generator: torch.Generator) -> Tensor:
-    """n draws of x ~ N(0, diag(SIGMA^2)), float32 on the generator's device."""
+    """n draws of x ~ N(0, diag(SIGMA^2)), float32 on the generator's device.
+
+    Scaled in place, viewing blocks of _TILE rows as one row of 4 * _TILE values against SIGMA
+    tiled to match: the same numbers as ``z * sigma``, but a broadcast over a last dimension
+    of 4 ran 10x slower per element on CPU (14% of rejection ABC's time).
+    """
     sigma, _ = _constants(generator.device, torch.float32)
     z = torch.randn((n, DIM_X), generator=generator, device=generator.device)
-    return z * sigma
+    full = n // _TILE * _TILE
+    if full:
+        z[:full].view(-1, _TILE * DIM_X).mul_(_tiled_sigma(generator.device))
+    z[full:].mul_(sigma)
+    return z
+
+
+def _tiled_sigma(device: torch.device) -> Tensor:
+    key = (device, "tiled")
+    if key not in _TILED:
+        _TILED[key] = _constants(device, torch.float32)[0].repeat(_TILE)
+    return _TILED[key]
 
 
 def prior_log_prob(x: Tensor) -> Tensor:

@@ -88,6 +88,32 @@ def test_rejection_equals_brute_force(arm_problem: Problem, m: int) -> None:
         assert torch.equal(got, want)
 
 
+def test_reach_prefilter_drops_nothing(arm_problem: Problem, monkeypatch) -> None:
+    """Few targets take the one-coordinate prefilter; with duplicate and overlapping targets
+    (shared coordinates, intervals that nest) the accepted set is still the brute-force one."""
+    from invkit_abc import abc as abc_module
+
+    used = []
+    original = abc_module._Filter._within_reach
+
+    def spy(self, p, thr):
+        out = original(self, p, thr)
+        used.append(out is not None)
+        return out
+
+    monkeypatch.setattr(abc_module._Filter, "_within_reach", spy)
+    targets = torch.tensor([[1.5, 0.5], [1.5, 0.5], [1.5, 0.51], [1.505, 0.0], [1.9, 0.4],
+                            [1.0, 1.0]])
+    tol, budget, block = 0.02, 400_000, 2**14
+    res = rejection_abc(arm_problem, targets, tol, budget, chunk_size=block, seed_block=block,
+                        generator=gen(11), progress=False)
+    assert used and all(used)
+    x, y = pool(arm_problem, budget, 11, block)
+    for target, got in zip(targets, res.samples, strict=True):
+        want = x[((y - target) ** 2).sum(1) < tol**2]
+        assert len(want) > 0 and torch.equal(got, want)
+
+
 @pytest.mark.parametrize("m", [9, 40])
 def test_quantile_equals_brute_force(arm_problem: Problem, m: int) -> None:
     k, budget, block = 300, 200_000, 2**13

@@ -157,3 +157,11 @@ def test_draw_arms_and_comparison(tmp_path: Path) -> None:
     x = [arm.sample_prior(5, torch.Generator().manual_seed(i)) for i in range(2)]
     out = comparison_figure({"INN": x, "ABC": x}, WRITEUP_TARGETS[:2], tmp_path / "cmp.png")
     assert out.exists()
+
+
+@pytest.mark.parametrize("n", [1, 5, 1024, 3000, 65536])
+def test_prior_tiled_scaling_is_plain_scaling(n: int) -> None:
+    """The tiled in-place scaling gives exactly randn * SIGMA, whatever n (no stream change)."""
+    got = arm.sample_prior(n, torch.Generator().manual_seed(3))
+    want = torch.randn((n, 4), generator=torch.Generator().manual_seed(3)) * torch.tensor(arm.SIGMA)
+    assert torch.equal(got, want)
