@@ -13,8 +13,9 @@ filter can drop a simulation that is truly within the threshold (tests compare w
 Quantile ABC merges candidates into its running top-k in batches, so its cost per simulation
 falls as the pool grows.
 
-Measured (``benchmarks/abc_rate.py``, arm, 9 targets, tolerance 0.005, 2 pinned CPU cores):
-1.6e7 simulations/s, 2.9x a per-target numpy loop's raw rate and 26x its time for 9 targets;
+Measured (``benchmarks/abc_rate.py --threads 1``, arm, 9 targets, tolerance 0.005, one idle
+CPU core): 2.7e7 simulations/s, 3.3x a per-target numpy loop's raw rate and 30x its time for
+9 targets;
 on an H200 about 1.5e8/s, and quantile ABC for 1000 targets x 4000 of 1e8 took 5 s.
 
 Reproducibility: simulations are drawn in seed blocks of ``seed_block`` draws, each from a
