@@ -15,8 +15,8 @@ falls as the pool grows.
 
 Measured (``benchmarks/abc_rate.py --threads 1``, arm, 9 targets, tolerance 0.005, one idle
 CPU core): 2.7e7 simulations/s, 3.3x a per-target numpy loop's raw rate and 30x its time for
-9 targets;
-on an H200 about 1.5e8/s, and quantile ABC for 1000 targets x 4000 of 1e8 took 5 s.
+9 targets. On an H200 (before the CPU changes of the arm and the few-target prefilter) about
+1.5e8/s, and quantile ABC for 1000 targets x 4000 of 1e8 took 5 s.
 
 Reproducibility: simulations are drawn in seed blocks of ``seed_block`` draws, each from a
 generator seeded by (one seed drawn from ``generator``, block index). Results therefore depend
