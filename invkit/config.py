@@ -39,6 +39,10 @@ class ModelConfig:
     dim_z: int = 0  # 0: max(1, dim_x - dim_y) if dim_y < dim_x else dim_x
     dim_total: int = 0  # 0: max(dim_x, dim_y + dim_z)
     leaky_slope: float = 0.01
+    # inn only: the network sees x and y standardised per dimension (mean, std of the first
+    # training batch, stored in the model) and the losses, train.y_noise and the MMD widths
+    # act in that space; samples and predictions come back in the original units
+    standardize: bool = False
     # cinn only: y passes through a learned feature net (2 hidden layers of cond_width) to
     # cond_features features before conditioning the couplings; 0 = the standardised y itself
     cond_features: int = 0

@@ -44,6 +44,14 @@ def coupling_block(cfg: ModelConfig) -> tuple[type, dict]:
     return BLOCKS[cfg.block], {"subnet_constructor": subnet, clamp_key: cfg.clamp}
 
 
+def batch_stats(t: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-dimension (mean, std) of a batch, in float64; a constant or undefined std is 1."""
+    t = t.detach().double()
+    std = t.std(dim=0) if t.shape[0] > 1 else torch.ones_like(t[0])
+    std = torch.where(torch.isfinite(std) & (std > 1e-8), std, torch.ones_like(std))
+    return t.mean(dim=0), std
+
+
 @contextmanager
 def _numpy_rng_preserved():
     """FrEIA 0.2's PermuteRandom(seed=k) reseeds numpy's global RNG; undo that side effect."""
@@ -58,6 +66,12 @@ class PaddedINN(nn.Module):
     """x (zero-padded to ``dim_total``) -> [y | z | pad] and back.
 
     ``forward`` and ``inverse`` return ``(out, log|det J|)`` of the direction they compute.
+
+    With ``model.standardize`` the network works on standardised x and y (fixed per-dimension
+    shift and scale, buffers set by ``init_standardisation`` from the first training batch):
+    ``forward``/``inverse`` and the losses see that space, ``sample_posterior`` and ``predict``
+    map back to the original units (the density gets the scaling's log-det). Off (default),
+    the model has no such buffers and computes exactly what it did without the option.
     """
 
     def __init__(self, dim_x: int, dim_y: int, cfg: ModelConfig, seed: int = 0) -> None:
@@ -66,6 +80,13 @@ class PaddedINN(nn.Module):
             raise ConfigError(f"model.block must be one of {', '.join(BLOCKS)}, got {cfg.block!r}.")
         self.dim_x, self.dim_y = dim_x, dim_y
         self.dim_z, self.dim_total = resolve_dims(cfg, dim_x, dim_y)
+        self.standardize = bool(cfg.standardize)
+        if self.standardize:  # off: no buffers, so the state dict is what it always was
+            self.register_buffer("x_shift", torch.zeros(dim_x))
+            self.register_buffer("x_scale", torch.ones(dim_x))
+            self.register_buffer("y_shift", torch.zeros(dim_y))
+            self.register_buffer("y_scale", torch.ones(dim_y))
+            self.register_buffer("standardised", torch.zeros((), dtype=torch.bool))
         block, block_args = coupling_block(cfg)
         with _numpy_rng_preserved(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -87,6 +108,26 @@ class PaddedINN(nn.Module):
         # per pass).
         special = (Ff.InputNode, Ff.OutputNode)
         self._chain = [n.module for n in self.net.node_list if not isinstance(n, special)]
+
+    # -- standardisation (model.standardize) -----------------------------------------------
+    @torch.no_grad()
+    def init_standardisation(self, x: Tensor, y: Tensor) -> None:
+        """Set the fixed affine maps of x and y from a batch (mean, std; constant dims: 1)."""
+        if not self.standardize:
+            raise ConfigError("init_standardisation needs a model built with "
+                              "model.standardize=true.")
+        for (shift, scale), t in (((self.x_shift, self.x_scale), x),
+                                  ((self.y_shift, self.y_scale), y)):
+            mean, std = batch_stats(t)
+            shift.copy_(mean)
+            scale.copy_(std)
+        self.standardised.fill_(True)
+
+    def standardise_x(self, x: Tensor) -> Tensor:
+        return (x - self.x_shift) / self.x_scale if self.standardize else x
+
+    def standardise_y(self, y: Tensor) -> Tensor:
+        return (y - self.y_shift) / self.y_scale if self.standardize else y
 
     # -- layout helpers --------------------------------------------------------------------
     @property
@@ -128,13 +169,19 @@ class PaddedINN(nn.Module):
         b = y.shape[0]
         z = torch.randn(b, self.dim_z, generator=gen, device=y.device, dtype=y.dtype)
         pad = y.new_zeros(b, self.pad_yz)
-        x_pad, log_jac_rev = self.inverse(self.join_output(y, z, pad))
-        return x_pad[:, :self.dim_x], standard_normal_log_prob(z) - log_jac_rev
+        x_pad, log_jac_rev = self.inverse(self.join_output(self.standardise_y(y), z, pad))
+        x, log_q = x_pad[:, :self.dim_x], standard_normal_log_prob(z) - log_jac_rev
+        if self.standardize:  # back to the original units: x = shift + scale * u
+            x = x * self.x_scale + self.x_shift
+            log_q = log_q - torch.log(self.x_scale).sum()
+        return x, log_q
 
     def predict(self, x: Tensor) -> Tensor:
         """f_y(x): the learned forward process, with zero padding."""
-        out, _ = self(self.pad_input(x, x.new_zeros(x.shape[0], self.pad_x)))
-        return self.split_output(out)[0]
+        u = self.standardise_x(x)
+        out, _ = self(self.pad_input(u, u.new_zeros(u.shape[0], self.pad_x)))
+        y = self.split_output(out)[0]
+        return y * self.y_scale + self.y_shift if self.standardize else y
 
 
 def build_inn(cfg: ModelConfig, dim_x: int, dim_y: int, seed: int = 0) -> PaddedINN:

@@ -20,6 +20,10 @@ class INNObjective(nn.Module):
     L_x = MMD of g(y, z ~ N(0, I)) against the batch's x; L_recon = MSE of g(y, f_z(x) + noise)
     against x. Both inverse passes run as one batch. Summing before one backward gives the
     same gradients as the authors' two accumulated backward passes.
+
+    With ``model.standardize`` x and y are standardised first (the model's fixed maps, set
+    from the first global batch unless it has them already: identical on every DDP rank), so
+    all four losses, ``train.y_noise`` and the MMD widths act in the standardised space.
     """
 
     def __init__(self, model: PaddedINN, cfg: TrainConfig) -> None:
@@ -30,6 +34,7 @@ class INNObjective(nn.Module):
         # this process computes its slice of rows (see invkit/distributed.py)
         self.shard = None
         self._passes = None  # the network's passes, torch.compiled by compile_network()
+        self._checked = False  # model.standardize: statistics checked (a python flag)
 
     def compile_network(self) -> None:
         """``train.compile``: torch.compile the two network passes (fixed shapes, two graphs);
@@ -40,6 +45,12 @@ class INNObjective(nn.Module):
     def forward(self, x: Tensor, y: Tensor, gen: torch.Generator, x_weight: float) -> Tensor:
         cfg, m, shard = self.cfg, self.model, self.shard
         n, dev = x.shape[0], x.device  # the global batch: noise is drawn for all of it
+        if m.standardize:
+            if not self._checked:
+                if not bool(m.standardised):  # a resumed or loaded model keeps its own
+                    m.init_standardisation(x, y)
+                self._checked = True
+            x, y = m.standardise_x(x), m.standardise_y(y)
 
         def randn(width: int) -> Tensor:
             t = torch.randn(n, width, generator=gen, device=dev, dtype=x.dtype)
