@@ -114,6 +114,7 @@ def test_presets_are_valid_config(preset: str) -> None:
     assert cfg.train.y_noise == 0.01
     if preset == "default":  # sampling speed needs narrow subnets
         assert cfg.model.subnet_width <= 128
+        assert cfg.model.standardize  # Err_post 0.078 -> 0.045 (plugin.py)
     if preset == "quick":
         assert cfg.train.steps <= 500 and cfg.model.subnet_width <= 64
 
