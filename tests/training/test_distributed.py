@@ -37,6 +37,8 @@ TINY = {
 # and auxiliary draws on every rank alike, each rank on its own rows
 CINN = {"model.kind": "cinn", "model.cond_features": 4, "model.cond_width": 16}
 CINN_LOSSES = ("total", "z_sq", "log_det")
+# the INN with model.standardize: statistics from the global first batch, on every rank alike
+STD = {"model.standardize": True}
 
 
 def _free_port() -> int:
@@ -72,9 +74,11 @@ def _worker(rank: int, world: int, port: int, out: str, overrides: dict) -> None
         value.backward()
         history, state = _train(overrides)
         cinn_history, cinn_state = _train({**overrides, **CINN})
+        std_history, std_state = _train({**overrides, **STD})
         torch.save({"history": history, "state": state, "mmd": shard.mean(value),
                     "gx": xl.grad, "gy": yl.grad, "cinn_history": cinn_history,
-                    "cinn_state": cinn_state}, Path(out) / f"rank{rank}.pt")
+                    "cinn_state": cinn_state, "std_history": std_history,
+                    "std_state": std_state}, Path(out) / f"rank{rank}.pt")
     finally:
         distributed.shutdown()
 
@@ -140,6 +144,23 @@ def test_cinn_two_ranks_match_one_process(two_ranks):
             torch.testing.assert_close(got["cinn_state"][key], value, rtol=1e-5, atol=1e-5)
     for key in one_state:
         assert torch.equal(two_ranks[0]["cinn_state"][key], two_ranks[1]["cinn_state"][key])
+
+
+def test_standardized_inn_two_ranks_match_one_process(two_ranks):
+    """``model.standardize`` under DDP: the same statistics, loss curve and weights."""
+    one_history, one_state = _train({**TINY, **STD})
+    assert "x_scale" in one_state and bool(one_state["standardised"])
+    for got in two_ranks:
+        for mine, ref in zip(got["std_history"], one_history, strict=True):
+            for name in LOSSES:
+                assert mine[name] == pytest.approx(ref[name], rel=1e-5, abs=1e-7), name
+        assert one_state.keys() == got["std_state"].keys()
+        for key in ("x_shift", "x_scale", "y_shift", "y_scale"):
+            assert torch.equal(got["std_state"][key], one_state[key]), key
+        for key, value in one_state.items():
+            torch.testing.assert_close(got["std_state"][key], value, rtol=1e-5, atol=1e-5)
+    for key in one_state:
+        assert torch.equal(two_ranks[0]["std_state"][key], two_ranks[1]["std_state"][key])
 
 
 def test_batch_must_divide_by_ranks():
