@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from invkit.config import ModelConfig
 from invkit.errors import ConfigError
+from invkit.models import standardisation
 from invkit.models.inn import BLOCKS, _numpy_rng_preserved, coupling_block
 from invkit.problem import standard_normal_log_prob
 
@@ -66,11 +67,7 @@ class ConditionalINN(nn.Module):
         self.n_aux = self.dim_in - dim_x
         self.dim_cond = cfg.cond_features or dim_y
         # fixed standardisation of x and y (set from data by ``init_standardisation``)
-        self.register_buffer("x_shift", torch.zeros(dim_x))
-        self.register_buffer("x_scale", torch.ones(dim_x))
-        self.register_buffer("y_shift", torch.zeros(dim_y))
-        self.register_buffer("y_scale", torch.ones(dim_y))
-        self.register_buffer("standardised", torch.zeros((), dtype=torch.bool))
+        standardisation.add_buffers(self, dim_x, dim_y)
 
         block, block_args = coupling_block(cfg)
         with _numpy_rng_preserved(), torch.random.fork_rng(devices=[]):
@@ -96,23 +93,9 @@ class ConditionalINN(nn.Module):
             self.net = Ff.GraphINN(nodes + [cond])
 
     # -- standardisation -------------------------------------------------------------------
-    @torch.no_grad()
     def init_standardisation(self, x: Tensor, y: Tensor) -> None:
         """Set the fixed affine maps of x and y from a batch (mean, std; constant dims: 1)."""
-
-        def stats(t: Tensor) -> tuple[Tensor, Tensor]:
-            t = t.detach().double()
-            std = t.std(dim=0) if t.shape[0] > 1 else torch.ones_like(t[0])
-            std = torch.where(torch.isfinite(std) & (std > 1e-8), std, torch.ones_like(std))
-            return t.mean(dim=0), std
-
-        xm, xs = stats(x)
-        ym, ys = stats(y)
-        self.x_shift.copy_(xm)
-        self.x_scale.copy_(xs)
-        self.y_shift.copy_(ym)
-        self.y_scale.copy_(ys)
-        self.standardised.fill_(True)
+        standardisation.set_from_batch(self, x, y)
 
     def conditions(self, y: Tensor) -> Tensor:
         """What the coupling blocks see: standardised y, through the feature network if any."""

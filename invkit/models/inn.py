@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from invkit.config import ModelConfig
 from invkit.errors import ConfigError
+from invkit.models import standardisation
 from invkit.models.subnets import dense_subnet
 from invkit.problem import standard_normal_log_prob
 
@@ -44,14 +45,6 @@ def coupling_block(cfg: ModelConfig) -> tuple[type, dict]:
     return BLOCKS[cfg.block], {"subnet_constructor": subnet, clamp_key: cfg.clamp}
 
 
-def batch_stats(t: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-dimension (mean, std) of a batch, in float64; a constant or undefined std is 1."""
-    t = t.detach().double()
-    std = t.std(dim=0) if t.shape[0] > 1 else torch.ones_like(t[0])
-    std = torch.where(torch.isfinite(std) & (std > 1e-8), std, torch.ones_like(std))
-    return t.mean(dim=0), std
-
-
 @contextmanager
 def _numpy_rng_preserved():
     """FrEIA 0.2's PermuteRandom(seed=k) reseeds numpy's global RNG; undo that side effect."""
@@ -82,11 +75,7 @@ class PaddedINN(nn.Module):
         self.dim_z, self.dim_total = resolve_dims(cfg, dim_x, dim_y)
         self.standardize = bool(cfg.standardize)
         if self.standardize:  # off: no buffers, so the state dict is what it always was
-            self.register_buffer("x_shift", torch.zeros(dim_x))
-            self.register_buffer("x_scale", torch.ones(dim_x))
-            self.register_buffer("y_shift", torch.zeros(dim_y))
-            self.register_buffer("y_scale", torch.ones(dim_y))
-            self.register_buffer("standardised", torch.zeros((), dtype=torch.bool))
+            standardisation.add_buffers(self, dim_x, dim_y)
         block, block_args = coupling_block(cfg)
         with _numpy_rng_preserved(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -110,18 +99,12 @@ class PaddedINN(nn.Module):
         self._chain = [n.module for n in self.net.node_list if not isinstance(n, special)]
 
     # -- standardisation (model.standardize) -----------------------------------------------
-    @torch.no_grad()
     def init_standardisation(self, x: Tensor, y: Tensor) -> None:
         """Set the fixed affine maps of x and y from a batch (mean, std; constant dims: 1)."""
         if not self.standardize:
             raise ConfigError("init_standardisation needs a model built with "
                               "model.standardize=true.")
-        for (shift, scale), t in (((self.x_shift, self.x_scale), x),
-                                  ((self.y_shift, self.y_scale), y)):
-            mean, std = batch_stats(t)
-            shift.copy_(mean)
-            scale.copy_(std)
-        self.standardised.fill_(True)
+        standardisation.set_from_batch(self, x, y)
 
     def standardise_x(self, x: Tensor) -> Tensor:
         return (x - self.x_shift) / self.x_scale if self.standardize else x
