@@ -136,6 +136,7 @@ def _train_and_evaluate(run_dir: Path, cfg: RunConfig, prob: Problem, state: dic
     dev = resolve_device(cfg.device)
     shard = distributed.init_from_env(dev)  # None unless launched by torchrun with N > 1
     main = shard is None or shard.is_main
+    evaluate_together = evaluate and shard is not None
     if shard is not None:
         dev = shard.device
         progress, evaluate = progress and main, evaluate and main
@@ -180,6 +181,12 @@ def _train_and_evaluate(run_dir: Path, cfg: RunConfig, prob: Problem, state: dic
         "train_time_s": result.train_time_s, "data_time_s": result.data_time_s,
         "final_losses": result.history[-1] if result.history else {},
     }
+    if evaluate_together:  # rank 0 evaluates alone, but the ABC reference is shared work
+        from invkit.evaluation.evaluate import evaluation_targets
+        from invkit.evaluation.reference import prepare_reference
+
+        assert trainer.data is not None
+        prepare_reference(prob, evaluation_targets(cfg, trainer.data.y_test), cfg, progress)
     if evaluate:
         assert trainer.data is not None
         if main:  # the training figures survive an evaluation that fails (a plugin's hook)

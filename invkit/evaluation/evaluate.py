@@ -26,6 +26,11 @@ def sampling_rate(posterior: Any, y: torch.Tensor, n: int = THROUGHPUT_SAMPLES) 
     return n / (time.perf_counter() - t0)
 
 
+def evaluation_targets(cfg: Any, y_test: torch.Tensor) -> torch.Tensor:
+    """The observations Err_post and Err_resim are measured on: the first held-out ones."""
+    return y_test[:min(cfg.eval.n_targets, y_test.shape[0])]
+
+
 def evaluate(ctx: EvalContext, progress: bool = True) -> dict[str, Any]:
     """Err_resim and Err_post on held-out targets, sampling rate, problem metrics and the
     calibration diagnostics (``eval.calibration_targets`` held-out pairs; 0 skips them)."""
@@ -34,8 +39,8 @@ def evaluate(ctx: EvalContext, progress: bool = True) -> dict[str, Any]:
 
     cfg, problem, post = ctx.config, ctx.problem, ctx.posterior
     out: dict[str, Any] = {}
-    n_t = min(cfg.eval.n_targets, ctx.x_test.shape[0])
-    targets = ctx.y_test[:n_t]
+    targets = evaluation_targets(cfg, ctx.y_test)
+    n_t = targets.shape[0]
     t0 = time.perf_counter()
     samples = post.sample(targets, cfg.eval.n_samples, generator=ctx.generator)
     out["eval_targets"] = n_t

@@ -94,6 +94,13 @@ def _reference() -> torch.Tensor:
     return abc_reference(_problem(), WRITEUP_TARGETS[:3], 20, 50_000, seed=1, progress=False)
 
 
+def _eval_config():
+    from types import SimpleNamespace
+
+    return SimpleNamespace(seed=1, eval=SimpleNamespace(reference="auto", n_samples=20,
+                                                        abc_pool=50_000))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -108,6 +115,14 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     assert shard is not None and shard.world_size == world
     try:
         result = {"direct": _scenarios(shard), "plugin": _plugin_runs()}
+        # as after `torchrun ... invkit run` training: every rank computes the reference
+        from invkit.evaluation.reference import prepare_reference
+        from invkit_kinematics.plots import WRITEUP_TARGETS
+
+        os.environ["INVKIT_CACHE"] = str(Path(out) / "together")
+        prepare_reference(_problem(), WRITEUP_TARGETS[:3], _eval_config(), progress=False)
+        if rank == 0:  # then rank 0's evaluation reads it (no collective: nothing to wait for)
+            result["prepared"] = _reference()
         with distributed.one_rank():
             assert distributed.current() is None and distributed.is_main() == (rank == 0)
         assert distributed.current() is shard
@@ -115,6 +130,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             # rank 1 leaves (a collective here would fail: its peer is gone)
             os.environ["INVKIT_CACHE"] = out
             result["reference"] = _reference()
+        result["out"] = out
         torch.save(result, Path(out) / f"rank{rank}.pt")
     finally:
         distributed.shutdown()
@@ -162,6 +178,29 @@ def test_reference_on_rank_0_alone(two_ranks, tmp_path, monkeypatch):
     monkeypatch.setenv("INVKIT_CACHE", str(tmp_path))
     assert "reference" not in two_ranks[1]
     assert torch.equal(two_ranks[0]["reference"], _reference())
+
+
+def test_reference_before_rank_0_evaluates_is_shared_work(two_ranks, tmp_path, monkeypatch):
+    """`invkit run` under torchrun: both ranks simulate the reference pool; rank 0 caches it
+    and its evaluation reads the one-process result from the cache."""
+    files = list((Path(two_ranks[0]["out"]) / "together").rglob("*.pt"))
+    assert len(files) == 1
+    cached = torch.load(files[0], weights_only=True)
+    assert cached["processes"] == 2
+    monkeypatch.setenv("INVKIT_CACHE", str(tmp_path))
+    alone = _reference()
+    assert torch.equal(cached["samples"], alone)
+    assert torch.equal(two_ranks[0]["prepared"], alone)
+    assert torch.load(next(tmp_path.rglob("*.pt")), weights_only=True)["processes"] == 1
+
+
+def test_prepare_reference_is_a_no_op_in_one_process(tmp_path, monkeypatch):
+    from invkit.evaluation.reference import prepare_reference
+    from invkit_kinematics.plots import WRITEUP_TARGETS
+
+    monkeypatch.setenv("INVKIT_CACHE", str(tmp_path))
+    prepare_reference(_problem(), WRITEUP_TARGETS[:3], _eval_config(), progress=False)
+    assert not list(tmp_path.rglob("*.pt"))
 
 
 def test_only_rank_0_writes_the_reference_cache(tmp_path, monkeypatch):
