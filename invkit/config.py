@@ -68,9 +68,6 @@ class TrainConfig:
     lambda_z: float = 300.0
     lambda_x: float = 400.0
     lambda_recon: float = 1.5  # authors: 0.5 * lambda_y, inverse of the perturbed forward output
-    # MSE of the x-padding of the inverse pass (fresh z) against the padding noise; 0 (the
-    # authors'): that padding is unconstrained, and dropping it makes samples miss y
-    lambda_pad: float = 0.0
     ramp_x: bool = True  # ramp lambda_x as min(1, 2 * 0.002^(1 - t)), t = step / steps
     mmd_widths_z: list[float] = field(default_factory=lambda: [0.05, 0.2, 0.9])
     mmd_widths_x: list[float] = field(default_factory=lambda: [0.05, 0.2, 0.9])
@@ -243,7 +240,7 @@ _POSITIVE = {
 _NON_NEGATIVE = {
     "model.dim_z", "model.dim_total", "train.n_test", "train.lr_final", "train.eps",
     "train.weight_decay", "train.grad_clamp", "train.grad_clip_norm", "train.lambda_y",
-    "train.lambda_z", "train.lambda_x", "train.lambda_recon", "train.lambda_pad", "train.y_noise",
+    "train.lambda_z", "train.lambda_x", "train.lambda_recon", "train.y_noise",
     "train.pad_noise", "train.checkpoint_every", "model.leaky_slope", "model.cond_features",
     "eval.calibration_targets",
 }

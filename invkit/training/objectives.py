@@ -10,7 +10,6 @@ from invkit.models.inn import PaddedINN
 from invkit.training.losses import mmd2, mse
 
 LOSS_NAMES = ("total", "l_y", "l_z", "l_x", "l_recon")
-PAD_LOSS_NAMES = LOSS_NAMES + ("l_pad",)
 
 
 class INNObjective(nn.Module):
@@ -36,8 +35,6 @@ class INNObjective(nn.Module):
         self.shard = None
         self._passes = None  # the network's passes, torch.compiled by compile_network()
         self._checked = False  # model.standardize: statistics checked (a python flag)
-        # train.lambda_pad: the x-padding of the inverse pass is a loss of its own
-        self.loss_names = PAD_LOSS_NAMES if cfg.lambda_pad > 0 else LOSS_NAMES
 
     def compile_network(self) -> None:
         """``train.compile``: torch.compile the two network passes (fixed shapes, two graphs);
@@ -90,12 +87,4 @@ class INNObjective(nn.Module):
         l_x = (cfg.lambda_x * x_weight) * mmd(x_rand[:, :m.dim_x], x, cfg.mmd_widths_x)
         l_recon = cfg.lambda_recon * mse(x_recon, x_pad)
         total = l_y + l_z + l_x + l_recon
-        if cfg.lambda_pad <= 0:
-            return torch.stack([total, l_y.detach(), l_z.detach(), l_x.detach(),
-                                l_recon.detach()])
-        # x = g(y, z)[:dim_x] drops the x-padding, so samples are only consistent with y when
-        # that padding is the zero (noise) the forward pass was trained on
-        l_pad = cfg.lambda_pad * mse(x_rand[:, m.dim_x:], x_pad[:, m.dim_x:])
-        total = total + l_pad
-        return torch.stack([total, l_y.detach(), l_z.detach(), l_x.detach(), l_recon.detach(),
-                            l_pad.detach()])
+        return torch.stack([total, l_y.detach(), l_z.detach(), l_x.detach(), l_recon.detach()])
