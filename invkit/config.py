@@ -73,6 +73,13 @@ class TrainConfig:
     mmd_widths_x: list[float] = field(default_factory=lambda: [0.05, 0.2, 0.9])
     y_noise: float = 0.1
     pad_noise: float = 0.05
+    # where the padding noise goes: "both" (the authors': x's padding, the forward's [y, z]
+    # padding target and the inverse pass's input) or "x" (only x's padding: the forward learns
+    # to ignore it, while [y, z]'s padding is zero in training as it is at sampling)
+    pad_noise_on: str = "both"
+    # MSE of the x-padding of the inverse pass with fresh z against zero; 0 (the authors'):
+    # unconstrained, and x = g(y, z)[:dim_x] then drops what went there
+    lambda_pad: float = 0.0
     compile: bool = False
     log_every: int = 50
     # steps between checkpoints (model.pt, written atomically; also on Ctrl-C / SIGTERM and at
@@ -230,6 +237,7 @@ _CHOICES = {
     "model.kind": ("inn", "cinn"),
     "model.block": ("glow", "rnvp", "allinone"),
     "eval.reference": ("auto", "exact", "abc", "none"),
+    "train.pad_noise_on": ("both", "x"),
 }
 _POSITIVE = {
     "model.n_blocks", "model.subnet_width", "model.subnet_depth", "train.n_samples",
@@ -240,7 +248,7 @@ _POSITIVE = {
 _NON_NEGATIVE = {
     "model.dim_z", "model.dim_total", "train.n_test", "train.lr_final", "train.eps",
     "train.weight_decay", "train.grad_clamp", "train.grad_clip_norm", "train.lambda_y",
-    "train.lambda_z", "train.lambda_x", "train.lambda_recon", "train.y_noise",
+    "train.lambda_z", "train.lambda_x", "train.lambda_recon", "train.lambda_pad", "train.y_noise",
     "train.pad_noise", "train.checkpoint_every", "model.leaky_slope", "model.cond_features",
     "eval.calibration_targets",
 }

@@ -10,6 +10,7 @@ from invkit.models.inn import PaddedINN
 from invkit.training.losses import mmd2, mse
 
 LOSS_NAMES = ("total", "l_y", "l_z", "l_x", "l_recon")
+PAD_LOSS_NAMES = LOSS_NAMES + ("l_pad",)  # with train.lambda_pad > 0
 
 
 class INNObjective(nn.Module):
@@ -20,6 +21,12 @@ class INNObjective(nn.Module):
     L_x = MMD of g(y, z ~ N(0, I)) against the batch's x; L_recon = MSE of g(y, f_z(x) + noise)
     against x. Both inverse passes run as one batch. Summing before one backward gives the
     same gradients as the authors' two accumulated backward passes.
+
+    Two options beyond the authors' recipe, off by default: ``train.pad_noise_on="x"`` puts
+    the padding noise on x's padding only (the forward then learns to ignore that padding,
+    which sampling drops), and ``train.lambda_pad`` adds L_pad = MSE of the x-padding of
+    g(y, z ~ N(0, I)) against zero (otherwise information can hide there and is lost when
+    samples drop it). See docs/guide/models.md for what they do on the arm.
 
     With ``model.standardize`` x and y are standardised first (the model's fixed maps, set
     from the first global batch unless it has them already: identical on every DDP rank), so
@@ -35,6 +42,7 @@ class INNObjective(nn.Module):
         self.shard = None
         self._passes = None  # the network's passes, torch.compiled by compile_network()
         self._checked = False  # model.standardize: statistics checked (a python flag)
+        self.loss_names = PAD_LOSS_NAMES if cfg.lambda_pad > 0 else LOSS_NAMES
 
     def compile_network(self) -> None:
         """``train.compile``: torch.compile the two network passes (fixed shapes, two graphs);
@@ -62,9 +70,10 @@ class INNObjective(nn.Module):
             x, y = shard.rows(x), shard.rows(y)
         b = x.shape[0]
 
+        yz_noise = cfg.pad_noise if cfg.pad_noise_on == "both" else 0.0
         x_pad = m.pad_input(x, cfg.pad_noise * randn(m.pad_x))
         y_noisy = y + cfg.y_noise * randn(m.dim_y)
-        pad_target = cfg.pad_noise * randn(m.pad_yz)
+        pad_target = yz_noise * randn(m.pad_yz)
 
         out, _ = net(x_pad)
         out_y, out_z, out_pad = m.split_output(out)
@@ -77,7 +86,7 @@ class INNObjective(nn.Module):
         )
 
         y_rev = y + cfg.y_noise * randn(m.dim_y)
-        pad_rev = cfg.pad_noise * randn(m.pad_yz)
+        pad_rev = yz_noise * randn(m.pad_yz)
         z_rand = randn(m.dim_z)
         z_recon = out_z.detach() + cfg.y_noise * randn(m.dim_z)
         yz = torch.cat([m.join_output(y_rev, z_rand, pad_rev),
@@ -87,4 +96,10 @@ class INNObjective(nn.Module):
         l_x = (cfg.lambda_x * x_weight) * mmd(x_rand[:, :m.dim_x], x, cfg.mmd_widths_x)
         l_recon = cfg.lambda_recon * mse(x_recon, x_pad)
         total = l_y + l_z + l_x + l_recon
-        return torch.stack([total, l_y.detach(), l_z.detach(), l_x.detach(), l_recon.detach()])
+        losses = [total, l_y.detach(), l_z.detach(), l_x.detach(), l_recon.detach()]
+        if cfg.lambda_pad > 0:  # samples drop x's padding: keep it empty, not a hiding place
+            pad = x_rand[:, m.dim_x:]
+            l_pad = cfg.lambda_pad * mse(pad, torch.zeros_like(pad))
+            losses[0] = total + l_pad
+            losses.append(l_pad.detach())
+        return torch.stack(losses)

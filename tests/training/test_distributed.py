@@ -37,8 +37,9 @@ TINY = {
 # and auxiliary draws on every rank alike, each rank on its own rows
 CINN = {"model.kind": "cinn", "model.cond_features": 4, "model.cond_width": 16}
 CINN_LOSSES = ("total", "z_sq", "log_det")
-# the INN with model.standardize: statistics from the global first batch, on every rank alike
-STD = {"model.standardize": True}
+# the INN with model.standardize: statistics from the global first batch, on every rank alike;
+# with the kinematics preset's padding options (noise on x's padding only, L_pad)
+STD = {"model.standardize": True, "train.pad_noise_on": "x", "train.lambda_pad": 5.0}
 
 
 def _free_port() -> int:
@@ -147,12 +148,13 @@ def test_cinn_two_ranks_match_one_process(two_ranks):
 
 
 def test_standardized_inn_two_ranks_match_one_process(two_ranks):
-    """``model.standardize`` under DDP: the same statistics, loss curve and weights."""
+    """``model.standardize`` (and the padding options) under DDP: the same statistics, loss
+    curve and weights."""
     one_history, one_state = _train({**TINY, **STD})
     assert "x_scale" in one_state and bool(one_state["standardised"])
     for got in two_ranks:
         for mine, ref in zip(got["std_history"], one_history, strict=True):
-            for name in LOSSES:
+            for name in (*LOSSES, "l_pad"):
                 assert mine[name] == pytest.approx(ref[name], rel=1e-5, abs=1e-7), name
         assert one_state.keys() == got["std_state"].keys()
         for key in ("x_shift", "x_scale", "y_shift", "y_scale"):

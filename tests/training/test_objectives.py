@@ -1,0 +1,118 @@
+"""INNObjective's padding options: where the padding noise goes, and L_pad."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from invkit.config import ModelConfig, RunConfig, TrainConfig, set_key
+from invkit.errors import ConfigError
+from invkit.models.inn import PaddedINN
+from invkit.training.objectives import LOSS_NAMES, PAD_LOSS_NAMES, INNObjective
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+DIM_X, DIM_Y = 3, 1
+
+
+def _objective(**train) -> tuple[INNObjective, list]:
+    """A small padded INN (x 3 -> width 6: y 1, z 2, pad 3) whose passes are recorded."""
+    model = PaddedINN(DIM_X, DIM_Y, ModelConfig(n_blocks=2, subnet_width=16, dim_total=6))
+    calls: list = []
+
+    def record(module, args, kwargs, out):
+        calls.append((kwargs.get("rev", False), args[0].detach(), out[0].detach()))
+
+    model.register_forward_hook(record, with_kwargs=True)
+    return INNObjective(model, TrainConfig(**train)), calls
+
+
+def _batch(n: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.randn(n, DIM_X, generator=torch.Generator().manual_seed(0))
+    return x, x[:, :1] ** 2
+
+
+def _run(objective: INNObjective) -> torch.Tensor:
+    x, y = _batch()
+    return objective(x, y, torch.Generator().manual_seed(1), 1.0)
+
+
+def test_authors_padding_noise_goes_to_both_sides():
+    obj, calls = _objective(pad_noise=0.05)
+    _run(obj)
+    (fwd, x_in, _), (rev, yz_in, _) = calls
+    assert not fwd and rev
+    m = obj.model
+    assert x_in[:, DIM_X:].std().item() == pytest.approx(0.05, rel=0.15)
+    assert yz_in[:, m.dim_y + m.dim_z:].std().item() == pytest.approx(0.05, rel=0.15)
+
+
+def test_pad_noise_on_x_leaves_the_yz_padding_zero_as_at_sampling():
+    obj, calls = _objective(pad_noise=0.05, pad_noise_on="x")
+    losses = _run(obj)
+    (_, x_in, out), (_, yz_in, _) = calls
+    m = obj.model
+    assert x_in[:, DIM_X:].std().item() == pytest.approx(0.05, rel=0.15)
+    assert torch.count_nonzero(yz_in[:, m.dim_y + m.dim_z:]) == 0
+    # L_y's padding target is zero too: L_y is the plain MSE of [y, pad] against [y, 0]
+    x, y = _batch()
+    out_y, _, out_pad = m.split_output(out)
+    y_noisy = y + 0.1 * torch.randn(y.shape, generator=_noise_after_x_pad())
+    target = torch.cat([y_noisy, torch.zeros_like(out_pad)], 1)
+    assert losses[1].item() == pytest.approx(
+        3.0 * torch.mean((torch.cat([out_y, out_pad], 1) - target) ** 2).item(), rel=1e-5)
+
+
+def _noise_after_x_pad() -> torch.Generator:
+    """The objective's generator after it drew x's padding noise (400 x 3): y's noise comes next."""
+    gen = torch.Generator().manual_seed(1)
+    torch.randn(400, 3, generator=gen)
+    return gen
+
+
+def test_lambda_pad_is_the_mse_of_the_sampling_pass_padding():
+    obj, calls = _objective(lambda_pad=7.0)
+    assert obj.loss_names == PAD_LOSS_NAMES
+    losses = _run(obj)
+    (_, _, _), (_, _, x_rev) = calls
+    x_rand_pad = x_rev[:400, DIM_X:]  # the first half of the inverse batch has fresh z
+    assert losses[5].item() == pytest.approx(7.0 * x_rand_pad.pow(2).mean().item(), rel=1e-5)
+    assert losses[0].item() == pytest.approx(losses[1:].sum().item(), rel=1e-5)
+
+
+def test_lambda_pad_off_keeps_the_four_losses():
+    obj, _ = _objective()
+    assert obj.loss_names == LOSS_NAMES
+    assert _run(obj).shape == (len(LOSS_NAMES),)
+
+
+def test_lambda_pad_empties_the_padding_that_samples_drop():
+    """A few steps with L_pad shrink the x-padding of g(y, z) far more than without it."""
+    def pad_after_training(lambda_pad: float) -> float:
+        torch.manual_seed(0)
+        obj, calls = _objective(lambda_pad=lambda_pad, pad_noise=0.05, pad_noise_on="x")
+        opt = torch.optim.Adam(obj.model.parameters(), lr=3e-3)
+        x, y = _batch()
+        gen = torch.Generator().manual_seed(3)
+        for _ in range(60):
+            loss = obj(x, y, gen, 1.0)[0]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        calls.clear()
+        with torch.no_grad():
+            obj(x, y, gen, 1.0)
+        return calls[1][2][:400, DIM_X:].pow(2).mean().item()
+
+    with_l_pad, without = pad_after_training(30.0), pad_after_training(0.0)
+    assert with_l_pad < 0.3 * without, (with_l_pad, without)
+
+
+def test_pad_noise_on_is_checked():
+    cfg = RunConfig()
+    set_key(cfg, "train.pad_noise_on", "x")
+    assert cfg.train.pad_noise_on == "x"
+    with pytest.raises(ConfigError, match="must be one of both, x"):
+        set_key(cfg, "train.pad_noise_on", "yz")
+    with pytest.raises(ConfigError, match="zero or positive"):
+        set_key(cfg, "train.lambda_pad", "-1")
