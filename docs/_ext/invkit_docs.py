@@ -237,7 +237,8 @@ FALLBACK_MEANINGS = {
     "train.mmd_widths_z": "widths of the inverse multiquadric kernels of L_z",
     "train.mmd_widths_x": "widths of the inverse multiquadric kernels of L_x",
     "train.y_noise": "standard deviation of the noise added to y in the losses",
-    "train.pad_noise": "standard deviation of the noise in the padding coordinates",
+    "train.pad_noise": "standard deviation of the noise in the padding coordinates (which "
+                       "ones: train.pad_noise_on)",
     "train.compile": "torch.compile the training step",
     "train.log_every": "steps per recorded loss value (the history and the progress bar)",
     "eval.n_targets": "held-out observations for Err_post and Err_resim",
