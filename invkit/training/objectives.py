@@ -98,8 +98,8 @@ class INNObjective(nn.Module):
         total = l_y + l_z + l_x + l_recon
         losses = [total, l_y.detach(), l_z.detach(), l_x.detach(), l_recon.detach()]
         if cfg.lambda_pad > 0:  # samples drop x's padding: keep it empty, not a hiding place
-            pad = x_rand[:, m.dim_x:]
-            l_pad = cfg.lambda_pad * mse(pad, torch.zeros_like(pad))
+            pad = x_rand[:, m.dim_x:]  # empty without padding: then L_pad is 0, not NaN
+            l_pad = cfg.lambda_pad * pad.square().sum() / max(1, pad.numel())
             losses[0] = total + l_pad
             losses.append(l_pad.detach())
         return torch.stack(losses)

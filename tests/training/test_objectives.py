@@ -80,6 +80,13 @@ def test_lambda_pad_is_the_mse_of_the_sampling_pass_padding():
     assert losses[0].item() == pytest.approx(losses[1:].sum().item(), rel=1e-5)
 
 
+def test_lambda_pad_without_padding_is_zero_not_nan():
+    model = PaddedINN(DIM_X, DIM_Y, ModelConfig(n_blocks=2, subnet_width=16))  # width 3
+    assert model.pad_x == 0
+    losses = _run(INNObjective(model, TrainConfig(lambda_pad=30.0)))
+    assert losses[5].item() == 0.0 and torch.isfinite(losses).all()
+
+
 def test_lambda_pad_off_keeps_the_four_losses():
     obj, _ = _objective()
     assert obj.loss_names == LOSS_NAMES
