@@ -32,22 +32,22 @@ def cache_dir() -> Path:
 
 def reference_samples(problem: Problem, targets: Tensor, cfg: Any, gen: torch.Generator,
                       progress: bool = True) -> tuple[Tensor | list[Tensor], str] | None:
-    mode = cfg.eval.reference
     n = cfg.eval.n_samples
-    if mode == "none":
+    if cfg.eval.reference == "none":
         return None
-    if problem.reference_posterior is not None and mode in ("auto", "exact"):
-        return problem.reference_posterior(targets, n, gen), "exact"
-    if mode == "exact":
+    if needs_abc(problem, cfg):
+        return abc_reference(problem, targets, n, cfg.eval.abc_pool, cfg.seed, progress), "abc"
+    if problem.reference_posterior is None:  # eval.reference=exact
         from invkit.errors import InvkitError
 
         raise InvkitError(f"eval.reference=exact, but problem {problem.name!r} has no exact "
                           f"posterior. Use eval.reference=abc or auto.")
-    return abc_reference(problem, targets, n, cfg.eval.abc_pool, cfg.seed, progress), "abc"
+    return problem.reference_posterior(targets, n, gen), "exact"
 
 
 def needs_abc(problem: Problem, cfg: Any) -> bool:
-    """Whether ``eval.reference`` makes the evaluation compute an ABC reference."""
+    """Whether ``eval.reference`` makes the evaluation compute an ABC reference (the one rule
+    that both the evaluation and the ranks' shared pre-computation follow)."""
     mode = cfg.eval.reference
     return mode == "abc" or (mode == "auto" and problem.reference_posterior is None)
 

@@ -26,7 +26,7 @@ class INNObjective(nn.Module):
     the padding noise on x's padding only (the forward then learns to ignore that padding,
     which sampling drops), and ``train.lambda_pad`` adds L_pad = MSE of the x-padding of
     g(y, z ~ N(0, I)) against zero (otherwise information can hide there and is lost when
-    samples drop it). See docs/guide/models.md for what they do on the arm.
+    samples drop it). docs/guide/plugin.md has what they do on the arm.
 
     With ``model.standardize`` x and y are standardised first (the model's fixed maps, set
     from the first global batch unless it has them already: identical on every DDP rank), so
@@ -73,7 +73,7 @@ class INNObjective(nn.Module):
         yz_noise = cfg.pad_noise if cfg.pad_noise_on == "both" else 0.0
         x_pad = m.pad_input(x, cfg.pad_noise * randn(m.pad_x))
         y_noisy = y + cfg.y_noise * randn(m.dim_y)
-        pad_target = yz_noise * randn(m.pad_yz)
+        pad_target = yz_noise * randn(m.pad_yz)  # drawn even when 0: the same stream either way
 
         out, _ = net(x_pad)
         out_y, out_z, out_pad = m.split_output(out)
