@@ -80,6 +80,10 @@ class TrainConfig:
     # MSE of the x-padding of the inverse pass with fresh z against zero; 0 (the authors'):
     # unconstrained, and x = g(y, z)[:dim_x] then drops what went there
     lambda_pad: float = 0.0
+    # MSE of s(x) at the inverse pass's samples against the y they were drawn for, through the
+    # problem's forward process (which must be torch, differentiable and noise-free); 0 (the
+    # authors'): the samples meet y only through the learnt forward map
+    lambda_resim: float = 0.0
     compile: bool = False
     log_every: int = 50
     # steps between checkpoints (model.pt, written atomically; also on Ctrl-C / SIGTERM and at
@@ -248,8 +252,9 @@ _POSITIVE = {
 _NON_NEGATIVE = {
     "model.dim_z", "model.dim_total", "train.n_test", "train.lr_final", "train.eps",
     "train.weight_decay", "train.grad_clamp", "train.grad_clip_norm", "train.lambda_y",
-    "train.lambda_z", "train.lambda_x", "train.lambda_recon", "train.lambda_pad", "train.y_noise",
-    "train.pad_noise", "train.checkpoint_every", "model.leaky_slope", "model.cond_features",
+    "train.lambda_z", "train.lambda_x", "train.lambda_recon", "train.lambda_pad",
+    "train.lambda_resim", "train.y_noise", "train.pad_noise", "train.checkpoint_every",
+    "model.leaky_slope", "model.cond_features",
     "eval.calibration_targets",
 }
 

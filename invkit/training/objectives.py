@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
 from invkit.config import TrainConfig
+from invkit.errors import ConfigError
 from invkit.models.inn import PaddedINN
 from invkit.training.losses import mmd2, mse
 
@@ -22,27 +25,34 @@ class INNObjective(nn.Module):
     against x. Both inverse passes run as one batch. Summing before one backward gives the
     same gradients as the authors' two accumulated backward passes.
 
-    Two options beyond the authors' recipe, off by default: ``train.pad_noise_on="x"`` puts
+    Three options beyond the authors' recipe, off by default: ``train.pad_noise_on="x"`` puts
     the padding noise on x's padding only (the forward then learns to ignore that padding,
-    which sampling drops), and ``train.lambda_pad`` adds L_pad = MSE of the x-padding of
+    which sampling drops); ``train.lambda_pad`` adds L_pad = MSE of the x-padding of
     g(y, z ~ N(0, I)) against zero (otherwise information can hide there and is lost when
-    samples drop it). docs/guide/plugin.md has what they do on the arm.
+    samples drop it); ``train.lambda_resim`` adds L_resim = MSE of s(x) at those samples
+    against their y, through the problem's own (torch, noise-free) forward process, so the
+    samples meet y through s itself rather than only through the learnt forward map.
+    docs/guide/plugin.md has what they do on the arm.
 
     With ``model.standardize`` x and y are standardised first (the model's fixed maps, set
     from the first global batch unless it has them already: identical on every DDP rank), so
     all four losses, ``train.y_noise`` and the MMD widths act in the standardised space.
     """
 
-    def __init__(self, model: PaddedINN, cfg: TrainConfig) -> None:
+    def __init__(self, model: PaddedINN, cfg: TrainConfig,
+                 simulator: Callable[[Tensor], Tensor] | None = None) -> None:
         super().__init__()
         self.model = model
         self.cfg = cfg
+        self.simulator = simulator
         # set by invkit.distributed under DDP: the batch and its noise are the global ones,
         # this process computes its slice of rows (see invkit/distributed.py)
         self.shard = None
         self._passes = None  # the network's passes, torch.compiled by compile_network()
         self._checked = False  # model.standardize: statistics checked (a python flag)
-        self.loss_names = PAD_LOSS_NAMES if cfg.lambda_pad > 0 else LOSS_NAMES
+        self._resim_checked = False
+        self.loss_names = LOSS_NAMES + tuple(
+            name for name, w in (("l_pad", cfg.lambda_pad), ("l_resim", cfg.lambda_resim)) if w > 0)
 
     def compile_network(self) -> None:
         """``train.compile``: torch.compile the two network passes (fixed shapes, two graphs);
@@ -102,4 +112,33 @@ class INNObjective(nn.Module):
             l_pad = cfg.lambda_pad * pad.square().sum() / max(1, pad.numel())
             losses[0] = total + l_pad
             losses.append(l_pad.detach())
+        if cfg.lambda_resim > 0:  # the samples g(y, z) should reproduce y through s
+            x_hat = x_rand[:, :m.dim_x]
+            if m.standardize:
+                x_hat = x_hat * m.x_scale + m.x_shift
+            l_resim = cfg.lambda_resim * mse(m.standardise_y(self._simulate(x_hat)), y_rev)
+            losses[0] = losses[0] + l_resim
+            losses.append(l_resim.detach())
         return torch.stack(losses)
+
+    def _simulate(self, x: Tensor) -> Tensor:
+        """s(x) for L_resim; the first call checks that gradients pass through s."""
+        if self.simulator is None:
+            raise ConfigError("train.lambda_resim needs the problem's forward process: build "
+                              "the objective with it (INNObjective(model, cfg, simulator)).")
+        y = self.simulator(x)
+        if not self._resim_checked:
+            name = getattr(self.simulator, "name", repr(self.simulator))
+            if not isinstance(y, Tensor) or y.shape != (x.shape[0], self.model.dim_y):
+                got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+                raise ConfigError(f"train.lambda_resim: forward process {name!r} returned "
+                                  f"{got} for x of shape {tuple(x.shape)}; expected "
+                                  f"({x.shape[0]}, {self.model.dim_y}).")
+            if x.requires_grad and not y.requires_grad:
+                raise ConfigError(
+                    f"train.lambda_resim needs gradients through the forward process, and "
+                    f"{name!r} returned a tensor without them (computed outside torch, e.g. in "
+                    f"numpy, or under no_grad). Write s(x) in torch operations, or drop "
+                    f"--set train.lambda_resim.")
+            self._resim_checked = True
+        return y

@@ -49,9 +49,19 @@ def build_model(cfg: RunConfig, problem: Problem) -> nn.Module:
     return build_other_model(cfg, problem)
 
 
-def build_objective(cfg: RunConfig, model: nn.Module) -> nn.Module:
+def build_objective(cfg: RunConfig, model: nn.Module, problem: Problem | None = None
+                    ) -> nn.Module:
     if cfg.model.kind == "inn":
-        return INNObjective(model, cfg.train)  # type: ignore[arg-type]
+        sim = None
+        if problem is not None and cfg.train.lambda_resim > 0:
+            if problem.noise_std > 0:
+                raise ConfigError(
+                    f"train.lambda_resim asks samples to reproduce y exactly through the "
+                    f"forward process, but problem {problem.name!r} has observation noise "
+                    f"(noise_std {problem.noise_std:g}), so its posterior does not: drop "
+                    f"--set train.lambda_resim for it.")
+            sim = problem._forward()
+        return INNObjective(model, cfg.train, sim)  # type: ignore[arg-type]
     from invkit.models.registry import build_other_objective
 
     return build_other_objective(cfg, model)
@@ -67,7 +77,7 @@ class Trainer:
         self.progress = progress
         self.on_checkpoint = on_checkpoint
         self.model = build_model(cfg, problem).to(device)
-        self.objective = build_objective(cfg, self.model)
+        self.objective = build_objective(cfg, self.model, problem)
         # what the objective's stacked losses are (total first); the INN's by default
         self.loss_names = tuple(getattr(self.objective, "loss_names", LOSS_NAMES))
         t = cfg.train

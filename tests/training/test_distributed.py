@@ -40,6 +40,8 @@ CINN_LOSSES = ("total", "z_sq", "log_det")
 # the INN with model.standardize: statistics from the global first batch, on every rank alike;
 # with the kinematics preset's padding options (noise on x's padding only, L_pad)
 STD = {"model.standardize": True, "train.pad_noise_on": "x", "train.lambda_pad": 5.0}
+# and L_resim, through the arm's own forward process (the mixture's labels have no gradient)
+RESIM = {**STD, "train.lambda_resim": 10.0}
 
 
 def _free_port() -> int:
@@ -48,11 +50,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _train(overrides: dict) -> tuple[list[dict], dict]:
+def _train(overrides: dict, problem: str = "gmm") -> tuple[list[dict], dict]:
     from invkit import api
     from invkit.training.trainer import Trainer
 
-    cfg, prob = api.resolve("gmm", "quick", dict(overrides), device="cpu")
+    cfg, prob = api.resolve(problem, "quick", dict(overrides), device="cpu")
     shard = distributed.current()
     trainer = Trainer(prob, cfg, torch.device("cpu"), progress=False)
     result = trainer.fit()
@@ -76,10 +78,12 @@ def _worker(rank: int, world: int, port: int, out: str, overrides: dict) -> None
         history, state = _train(overrides)
         cinn_history, cinn_state = _train({**overrides, **CINN})
         std_history, std_state = _train({**overrides, **STD})
+        resim_history, resim_state = _train({**overrides, **RESIM}, "kinematics")
         torch.save({"history": history, "state": state, "mmd": shard.mean(value),
                     "gx": xl.grad, "gy": yl.grad, "cinn_history": cinn_history,
                     "cinn_state": cinn_state, "std_history": std_history,
-                    "std_state": std_state}, Path(out) / f"rank{rank}.pt")
+                    "std_state": std_state, "resim_history": resim_history,
+                    "resim_state": resim_state}, Path(out) / f"rank{rank}.pt")
     finally:
         distributed.shutdown()
 
@@ -163,6 +167,20 @@ def test_standardized_inn_two_ranks_match_one_process(two_ranks):
             torch.testing.assert_close(got["std_state"][key], value, rtol=1e-5, atol=1e-5)
     for key in one_state:
         assert torch.equal(two_ranks[0]["std_state"][key], two_ranks[1]["std_state"][key])
+
+
+def test_resim_inn_two_ranks_match_one_process(two_ranks):
+    """``train.lambda_resim`` under DDP (each rank simulates its own rows of the samples): the
+    loss curve and weights of one process."""
+    one_history, one_state = _train({**TINY, **RESIM}, "kinematics")
+    for got in two_ranks:
+        for mine, ref in zip(got["resim_history"], one_history, strict=True):
+            for name in (*LOSSES, "l_pad", "l_resim"):
+                assert mine[name] == pytest.approx(ref[name], rel=1e-5, abs=1e-7), name
+        for key, value in one_state.items():
+            torch.testing.assert_close(got["resim_state"][key], value, rtol=1e-5, atol=1e-5)
+    for key in one_state:
+        assert torch.equal(two_ranks[0]["resim_state"][key], two_ranks[1]["resim_state"][key])
 
 
 def test_batch_must_divide_by_ranks():

@@ -1,4 +1,5 @@
-"""INNObjective's padding options: where the padding noise goes, and L_pad."""
+"""INNObjective's options beyond the authors' losses: where the padding noise goes, L_pad and
+L_resim."""
 
 from __future__ import annotations
 
@@ -15,16 +16,23 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 DIM_X, DIM_Y = 3, 1
 
 
-def _objective(**train) -> tuple[INNObjective, list]:
+def _simulator(x: torch.Tensor) -> torch.Tensor:
+    """The test problem's forward process (see _batch): y = x_1^2."""
+    return x[:, :1] ** 2
+
+
+def _objective(simulator=_simulator, standardize: bool = False,
+               **train) -> tuple[INNObjective, list]:
     """A small padded INN (x 3 -> width 6: y 1, z 2, pad 3) whose passes are recorded."""
-    model = PaddedINN(DIM_X, DIM_Y, ModelConfig(n_blocks=2, subnet_width=16, dim_total=6))
+    model = PaddedINN(DIM_X, DIM_Y, ModelConfig(n_blocks=2, subnet_width=16, dim_total=6,
+                                                standardize=standardize))
     calls: list = []
 
     def record(module, args, kwargs, out):
         calls.append((kwargs.get("rev", False), args[0].detach(), out[0].detach()))
 
     model.register_forward_hook(record, with_kwargs=True)
-    return INNObjective(model, TrainConfig(**train)), calls
+    return INNObjective(model, TrainConfig(**train), simulator), calls
 
 
 def _batch(n: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,22 +101,27 @@ def test_lambda_pad_off_keeps_the_four_losses():
     assert _run(obj).shape == (len(LOSS_NAMES),)
 
 
+def _train(obj: INNObjective, steps: int = 60) -> None:
+    opt = torch.optim.Adam(obj.model.parameters(), lr=3e-3)
+    x, y = _batch()
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(steps):
+        loss = obj(x, y, gen, 1.0)[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
 def test_lambda_pad_empties_the_padding_that_samples_drop():
     """A few steps with L_pad shrink the x-padding of g(y, z) far more than without it."""
     def pad_after_training(lambda_pad: float) -> float:
         torch.manual_seed(0)
         obj, calls = _objective(lambda_pad=lambda_pad, pad_noise=0.05, pad_noise_on="x")
-        opt = torch.optim.Adam(obj.model.parameters(), lr=3e-3)
-        x, y = _batch()
-        gen = torch.Generator().manual_seed(3)
-        for _ in range(60):
-            loss = obj(x, y, gen, 1.0)[0]
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        _train(obj)
         calls.clear()
+        x, y = _batch()
         with torch.no_grad():
-            obj(x, y, gen, 1.0)
+            obj(x, y, torch.Generator().manual_seed(3), 1.0)
         return calls[1][2][:400, DIM_X:].pow(2).mean().item()
 
     with_l_pad, without = pad_after_training(30.0), pad_after_training(0.0)
@@ -123,3 +136,80 @@ def test_pad_noise_on_is_checked():
         set_key(cfg, "train.pad_noise_on", "yz")
     with pytest.raises(ConfigError, match="zero or positive"):
         set_key(cfg, "train.lambda_pad", "-1")
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_lambda_resim_is_the_mse_of_s_of_the_samples_against_their_y(standardize):
+    """L_resim = lambda * MSE(s(g(y, z))[standardised], y fed to g), in the space of the losses."""
+    seen: list = []
+
+    def simulator(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.detach())
+        return _simulator(x)
+
+    obj, calls = _objective(simulator, standardize=standardize, lambda_resim=5.0, y_noise=0.0)
+    assert obj.loss_names == LOSS_NAMES + ("l_resim",)
+    losses = _run(obj)
+    m = obj.model
+    (_, _, _), (_, yz_in, x_rev) = calls
+    x_hat = x_rev[:400, :DIM_X]  # the samples: fresh z, x's padding dropped
+    if standardize:
+        x_hat = x_hat * m.x_scale + m.x_shift
+    assert torch.allclose(seen[0], x_hat, atol=1e-6)  # s sees samples in the problem's units
+    y_fed = yz_in[:400, :DIM_Y]
+    expected = 5.0 * torch.mean((m.standardise_y(_simulator(x_hat)) - y_fed) ** 2)
+    assert losses[5].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert losses[0].item() == pytest.approx(losses[1:].sum().item(), rel=1e-5)
+
+
+def test_lambda_resim_and_lambda_pad_both_logged_in_order():
+    obj, _ = _objective(lambda_pad=1.0, lambda_resim=1.0)
+    assert obj.loss_names == PAD_LOSS_NAMES + ("l_resim",)
+    assert _run(obj).shape == (len(PAD_LOSS_NAMES) + 1,)
+
+
+def test_lambda_resim_brings_samples_onto_their_target():
+    """A few steps with L_resim shrink |s(g(y, z)) - y| far more than the same steps without."""
+    def resim_after_training(lambda_resim: float) -> float:
+        torch.manual_seed(0)
+        obj, calls = _objective(lambda_resim=lambda_resim, y_noise=0.0)
+        _train(obj, steps=300)
+        calls.clear()
+        x, y = _batch()
+        with torch.no_grad():
+            obj(x, y, torch.Generator().manual_seed(3), 1.0)
+        x_hat = calls[1][2][:400, :DIM_X]
+        return (_simulator(x_hat) - y).abs().mean().item()
+
+    with_resim, without = resim_after_training(30.0), resim_after_training(0.0)
+    assert with_resim < 0.5 * without, (with_resim, without)
+
+
+def test_lambda_resim_needs_gradients_through_the_forward_process():
+    def numpy_forward(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(x.detach().numpy()[:, :1] ** 2)
+
+    obj, _ = _objective(numpy_forward, lambda_resim=1.0)
+    with pytest.raises(ConfigError, match="gradients through the forward process"):
+        _run(obj)
+
+
+def test_lambda_resim_checks_the_forward_output_shape():
+    obj, _ = _objective(lambda x: x[:, :2], lambda_resim=1.0)
+    with pytest.raises(ConfigError, match=r"expected \(400, 1\)"):
+        _run(obj)
+
+
+def test_lambda_resim_refuses_a_noisy_problem():
+    from invkit.problem import ForwardProcess, Prior, Problem
+    from invkit.training.trainer import build_objective
+
+    cfg = RunConfig()
+    set_key(cfg, "train.lambda_resim", "10")
+    problem = Problem("noisy", Prior("p", DIM_X, lambda n, g: torch.randn(n, DIM_X, generator=g)),
+                      ForwardProcess("s", DIM_X, DIM_Y, _simulator), noise_std=0.1)
+    model = PaddedINN(DIM_X, DIM_Y, ModelConfig(n_blocks=2, subnet_width=16))
+    with pytest.raises(ConfigError, match="'noisy' has observation noise"):
+        build_objective(cfg, model, problem)
+    problem = Problem("exact", problem.prior, problem.forward)
+    assert build_objective(cfg, model, problem).simulator is problem.forward
