@@ -112,6 +112,10 @@ class PaddedINN(nn.Module):
     def standardise_y(self, y: Tensor) -> Tensor:
         return (y - self.y_shift) / self.y_scale if self.standardize else y
 
+    def unstandardise_x(self, u: Tensor) -> Tensor:
+        """Back to the original units: x = shift + scale * u."""
+        return u * self.x_scale + self.x_shift if self.standardize else u
+
     # -- layout helpers --------------------------------------------------------------------
     @property
     def pad_x(self) -> int:
@@ -153,9 +157,9 @@ class PaddedINN(nn.Module):
         z = torch.randn(b, self.dim_z, generator=gen, device=y.device, dtype=y.dtype)
         pad = y.new_zeros(b, self.pad_yz)
         x_pad, log_jac_rev = self.inverse(self.join_output(self.standardise_y(y), z, pad))
-        x, log_q = x_pad[:, :self.dim_x], standard_normal_log_prob(z) - log_jac_rev
-        if self.standardize:  # back to the original units: x = shift + scale * u
-            x = x * self.x_scale + self.x_shift
+        x = self.unstandardise_x(x_pad[:, :self.dim_x])
+        log_q = standard_normal_log_prob(z) - log_jac_rev
+        if self.standardize:  # the density of x, not of its standardised u
             log_q = log_q - torch.log(self.x_scale).sum()
         return x, log_q
 

@@ -113,9 +113,7 @@ class INNObjective(nn.Module):
             losses[0] = total + l_pad
             losses.append(l_pad.detach())
         if cfg.lambda_resim > 0:  # the samples g(y, z) should reproduce y through s
-            x_hat = x_rand[:, :m.dim_x]
-            if m.standardize:
-                x_hat = x_hat * m.x_scale + m.x_shift
+            x_hat = m.unstandardise_x(x_rand[:, :m.dim_x])
             l_resim = cfg.lambda_resim * mse(m.standardise_y(self._simulate(x_hat)), y_rev)
             losses[0] = losses[0] + l_resim
             losses.append(l_resim.detach())
