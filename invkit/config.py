@@ -84,6 +84,10 @@ class TrainConfig:
     # problem's forward process (which must be torch, differentiable and noise-free); 0 (the
     # authors'): the samples meet y only through the learnt forward map
     lambda_resim: float = 0.0
+    # k > 0: L_x compares (x, k * y) pairs, g(y, z) against the batch's x with the same y: the
+    # joint of x and y, so each posterior and not only x's marginal (0, the authors'); k
+    # (standardised y with model.standardize) sets how finely the kernel separates y's
+    mmd_x_y_scale: float = 0.0
     compile: bool = False
     log_every: int = 50
     # steps between checkpoints (model.pt, written atomically; also on Ctrl-C / SIGTERM and at
@@ -253,7 +257,8 @@ _NON_NEGATIVE = {
     "model.dim_z", "model.dim_total", "train.n_test", "train.lr_final", "train.eps",
     "train.weight_decay", "train.grad_clamp", "train.grad_clip_norm", "train.lambda_y",
     "train.lambda_z", "train.lambda_x", "train.lambda_recon", "train.lambda_pad",
-    "train.lambda_resim", "train.y_noise", "train.pad_noise", "train.checkpoint_every",
+    "train.lambda_resim", "train.mmd_x_y_scale", "train.y_noise", "train.pad_noise",
+    "train.checkpoint_every",
     "model.leaky_slope", "model.cond_features",
     "eval.calibration_targets",
 }

@@ -32,6 +32,10 @@ class INNObjective(nn.Module):
     samples drop it); ``train.lambda_resim`` adds L_resim = MSE of s(x) at those samples
     against their y, through the problem's own (torch, noise-free) forward process, so the
     samples meet y through s itself rather than only through the learnt forward map.
+    ``train.mmd_x_y_scale = k > 0`` makes L_x compare the pairs (g(y, z), k y) with (x, k y)
+    for the batch's y: the joint of x and y, which matches only when every posterior does,
+    where the authors' L_x matches the marginal of x (which any mix-up of posteriors between
+    observations also matches); k sets how finely the kernel tells observations apart.
     docs/guide/plugin.md has what they do on the arm.
 
     With ``model.standardize`` x and y are standardised first (the model's fixed maps, set
@@ -103,7 +107,11 @@ class INNObjective(nn.Module):
                         m.join_output(y_rev, z_recon, pad_rev)], 0)
         x_rev, _ = net(yz, rev=True)
         x_rand, x_recon = x_rev[:b], x_rev[b:]
-        l_x = (cfg.lambda_x * x_weight) * mmd(x_rand[:, :m.dim_x], x, cfg.mmd_widths_x)
+        x_hat, x_true = x_rand[:, :m.dim_x], x
+        if cfg.mmd_x_y_scale > 0:  # pairs (x, k y): the posteriors, not only the marginal
+            y_k = cfg.mmd_x_y_scale * y_rev
+            x_hat, x_true = torch.cat([x_hat, y_k], 1), torch.cat([x_true, y_k], 1)
+        l_x = (cfg.lambda_x * x_weight) * mmd(x_hat, x_true, cfg.mmd_widths_x)
         l_recon = cfg.lambda_recon * mse(x_recon, x_pad)
         total = l_y + l_z + l_x + l_recon
         losses = [total, l_y.detach(), l_z.detach(), l_x.detach(), l_recon.detach()]

@@ -40,8 +40,9 @@ CINN_LOSSES = ("total", "z_sq", "log_det")
 # the INN with model.standardize: statistics from the global first batch, on every rank alike;
 # with the kinematics preset's padding options (noise on x's padding only, L_pad)
 STD = {"model.standardize": True, "train.pad_noise_on": "x", "train.lambda_pad": 5.0}
-# and L_resim, through the arm's own forward process (the mixture's labels have no gradient)
-RESIM = {**STD, "train.lambda_resim": 10.0}
+# and L_resim, through the arm's own forward process (the mixture's labels have no gradient),
+# with the joint L_x of the arm's default preset
+RESIM = {**STD, "train.lambda_resim": 10.0, "train.mmd_x_y_scale": 3.0}
 
 
 def _free_port() -> int:
@@ -170,8 +171,8 @@ def test_standardized_inn_two_ranks_match_one_process(two_ranks):
 
 
 def test_resim_inn_two_ranks_match_one_process(two_ranks):
-    """``train.lambda_resim`` under DDP (each rank simulates its own rows of the samples): the
-    loss curve and weights of one process."""
+    """``train.lambda_resim`` under DDP (each rank simulates its own rows of the samples), with
+    the joint L_x (``train.mmd_x_y_scale``): the loss curve and weights of one process."""
     one_history, one_state = _train({**TINY, **RESIM}, "kinematics")
     for got in two_ranks:
         for mine, ref in zip(got["resim_history"], one_history, strict=True):

@@ -1,5 +1,5 @@
-"""INNObjective's options beyond the authors' losses: where the padding noise goes, L_pad and
-L_resim."""
+"""INNObjective's options beyond the authors' losses: where the padding noise goes, L_pad,
+L_resim and the joint L_x."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from invkit.config import ModelConfig, RunConfig, TrainConfig, set_key
 from invkit.errors import ConfigError
 from invkit.models.inn import PaddedINN
+from invkit.training.losses import mmd2
 from invkit.training.objectives import LOSS_NAMES, PAD_LOSS_NAMES, INNObjective
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -213,3 +214,36 @@ def test_lambda_resim_refuses_a_noisy_problem():
         build_objective(cfg, model, problem)
     problem = Problem("exact", problem.prior, problem.forward)
     assert build_objective(cfg, model, problem).simulator is problem.forward
+
+
+@pytest.mark.parametrize("scale", [0.0, 3.0])
+def test_mmd_x_y_scale_compares_x_with_the_scaled_y_it_was_drawn_for(scale):
+    """L_x = lambda * MMD((g(y, z), k y), (x, k y)) over the batch; k = 0: the authors' MMD of x."""
+    obj, calls = _objective(mmd_x_y_scale=scale, lambda_x=7.0)
+    losses = _run(obj)
+    (_, _, _), (_, yz_in, x_rev) = calls
+    x, _ = _batch()
+    x_hat, y_fed = x_rev[:400, :DIM_X], yz_in[:400, :DIM_Y]
+    if scale:
+        x_hat, x = torch.cat([x_hat, scale * y_fed], 1), torch.cat([x, scale * y_fed], 1)
+    expected = 7.0 * mmd2(x_hat, x, obj.cfg.mmd_widths_x)
+    assert losses[3].item() == pytest.approx(expected.item(), rel=1e-4)
+    assert obj.loss_names == LOSS_NAMES  # a variant of L_x, not a loss of its own
+
+
+def test_joint_l_x_sees_posteriors_mixed_up_between_observations():
+    """Why the option exists: x's drawn for the wrong y have the right marginal, so the
+    authors' L_x cannot see them, while the joint over (x, k y) can."""
+    x, y = _batch()
+    wrong = x[torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(2))]
+    widths = TrainConfig().mmd_widths_x
+    marginal = mmd2(wrong, x, widths).item()
+    joint = mmd2(torch.cat([wrong, 3 * y], 1), torch.cat([x, 3 * y], 1), widths).item()
+    assert abs(marginal) < 1e-4
+    assert joint > 100 * max(abs(marginal), 1e-6)
+
+
+def test_mmd_x_y_scale_is_checked():
+    cfg = RunConfig()
+    with pytest.raises(ConfigError, match="mmd_x_y_scale"):
+        set_key(cfg, "train.mmd_x_y_scale", -1)
