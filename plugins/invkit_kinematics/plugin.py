@@ -85,12 +85,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 16000 steps: two torch threads (both cores) take 41 ms a step against 62 on one. The
     # benchmark protocol (README), seeds 0 / 1: Err_post 0.0097 / 0.0099, Err_resim 0.0080 /
     # 0.0072, 598 / 591 s of training (with L_pad: 0.0127 / 0.0102 and 0.0088 / 0.0074).
-    # Too narrow posteriors of the shoulder height x1 (nearly straight arms) were what was
-    # left: the marginal L_x cannot see posteriors mixed up between y's. The joint L_x over
-    # (x, 3 y) with lambda_x 1000, 3000 steps, seeds 0 / 1: Err_post 0.0167 / 0.0167 ->
+    # What was left: nearly straight arms, whose shoulder-height (x1) posteriors were off
+    # (offset and too narrow), and the marginal L_x cannot see posteriors mixed up between
+    # y's. The joint L_x over (x, 3 y) (docs/performance.md has what it changed per target)
+    # with lambda_x 1000, 3000 steps, seeds 0 / 1: Err_post 0.0167 / 0.0167 ->
     # 0.0147 / 0.0139, Err_resim 0.0111 / 0.0110 -> 0.0109 / 0.0099; lambda_x 3000: 0.0128 /
-    # 0.0132 but Err_resim 0.0124 / 0.0118, and at 16000 steps on the benchmark protocol
-    # 0.0076 / 0.0091 against 0.0068 / 0.0073 with 1000 (seed 0); scale 2 or 5 (lambda_x
+    # 0.0132 but Err_resim 0.0124 / 0.0118, and at 16000 steps (one thread) on the benchmark
+    # protocol 0.0076 / 0.0091 against 0.0068 / 0.0073 with 1000 (seed 0); scale 2 or 5 (lambda_x
     # 3000): 0.0138, 0.0165; lambda_x 10000: 0.0130; lambda_x 1000 with the marginal L_x:
     # 0.0198. Also no better: 12 dimensions (0.0261), batch 1000 (0.0196; lr 2e-3 0.0166),
     # a likelihood term on the fibre {x : f_y(x) = y} (weight 0.01 / 0.1 / 1: 0.0203 /
