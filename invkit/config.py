@@ -258,8 +258,7 @@ _NON_NEGATIVE = {
     "train.weight_decay", "train.grad_clamp", "train.grad_clip_norm", "train.lambda_y",
     "train.lambda_z", "train.lambda_x", "train.lambda_recon", "train.lambda_pad",
     "train.lambda_resim", "train.mmd_x_y_scale", "train.y_noise", "train.pad_noise",
-    "train.checkpoint_every",
-    "model.leaky_slope", "model.cond_features",
+    "train.checkpoint_every", "model.leaky_slope", "model.cond_features",
     "eval.calibration_targets",
 }
 

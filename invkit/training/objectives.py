@@ -107,11 +107,11 @@ class INNObjective(nn.Module):
                         m.join_output(y_rev, z_recon, pad_rev)], 0)
         x_rev, _ = net(yz, rev=True)
         x_rand, x_recon = x_rev[:b], x_rev[b:]
-        x_hat, x_true = x_rand[:, :m.dim_x], x
+        sampled, data = x_rand[:, :m.dim_x], x  # what L_x compares
         if cfg.mmd_x_y_scale > 0:  # pairs (x, k y): the posteriors, not only the marginal
             y_k = cfg.mmd_x_y_scale * y_rev
-            x_hat, x_true = torch.cat([x_hat, y_k], 1), torch.cat([x_true, y_k], 1)
-        l_x = (cfg.lambda_x * x_weight) * mmd(x_hat, x_true, cfg.mmd_widths_x)
+            sampled, data = torch.cat([sampled, y_k], 1), torch.cat([data, y_k], 1)
+        l_x = (cfg.lambda_x * x_weight) * mmd(sampled, data, cfg.mmd_widths_x)
         l_recon = cfg.lambda_recon * mse(x_recon, x_pad)
         total = l_y + l_z + l_x + l_recon
         losses = [total, l_y.detach(), l_z.detach(), l_x.detach(), l_recon.detach()]
