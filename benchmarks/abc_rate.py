@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from invkit.registry import Registry
-from invkit_abc.abc import rejection_abc
+from invkit_abc import rejection_abc
 from invkit_kinematics import plugin as kinematics_plugin
 from invkit_kinematics.arm import LENGTHS, SIGMA
 from invkit_kinematics.plots import WRITEUP_TARGETS

@@ -145,7 +145,7 @@ def run_abc(problem: str, spec: dict[str, Any], seed: int) -> dict[str, Any]:
     n = cfg.eval.n_samples
     targets = y_test[:n_t]
     ref = reference_samples(prob, targets, cfg, make_generator(dev, cfg.seed + 2), False)
-    options = {"method": "quantile", "budget": int(spec["abc_pool"]), "progress": False}
+    options = {"method": "quantile", "budget": int(spec["abc_pool"])}
     baseline = get_registry().baseline("abc")
     t0 = time.perf_counter()
     result = baseline.run(prob, targets, n, {**baseline.options, **options},

@@ -106,7 +106,7 @@ def case_abc_invkit(budget: int, stop_after: int) -> dict:
     from rich.progress import Progress
 
     from invkit.registry import get_registry
-    from invkit_abc.abc import rejection_abc
+    from invkit_abc import rejection_abc
     from invkit_kinematics.plots import WRITEUP_TARGETS
 
     class StopAfter(Progress):

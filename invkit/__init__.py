@@ -12,17 +12,25 @@ from typing import TYPE_CHECKING, Any
 
 from invkit.errors import InvkitError
 from invkit.hookspecs import hookimpl
-from invkit.problem import Baseline, BaselineResult, ForwardProcess, Prior, Problem, ProblemSpec
+from invkit.problem import (
+    Baseline,
+    BaselineResult,
+    EvalContext,
+    ForwardProcess,
+    Prior,
+    Problem,
+    ProblemSpec,
+)
 from invkit.registry import get_problem, get_registry
-
-__version__ = "0.1.0"
+from invkit.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from invkit.posterior import Posterior
 
 __all__ = [
-    "Baseline", "BaselineResult", "ForwardProcess", "InvkitError", "Prior", "Problem",
-    "ProblemSpec", "get_problem", "get_registry", "hookimpl", "load", "train", "__version__",
+    "Baseline", "BaselineResult", "EvalContext", "ForwardProcess", "InvkitError", "Prior",
+    "Problem", "ProblemSpec", "get_problem", "get_registry", "hookimpl", "load", "train",
+    "__version__",
 ]
 
 

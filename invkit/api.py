@@ -21,13 +21,14 @@ from invkit.errors import (
     ConfigError,
     InvkitError,
     PluginHookError,
+    TrainingInterrupted,
     join_sentences,
 )
-from invkit.evaluation.context import EvalContext
 from invkit.posterior import Posterior
-from invkit.problem import Problem
+from invkit.problem import EvalContext, Problem
 from invkit.registry import get_registry
 from invkit.rundir import CONFIG, METRICS, MODEL, PLOTS, create_run_dir, default_run_dir, write_json
+from invkit.training.trainer import Trainer
 
 
 @dataclass
@@ -41,18 +42,15 @@ class RunResult:
 def resolve(problem: str, preset: str = "default", overrides: dict[str, Any] | list | None = None,
             config_file: str | Path | None = None, seed: int | None = None,
             device: str | None = None) -> tuple[RunConfig, Problem]:
-    """The resolved config and the built problem (problem options can change its presets)."""
+    """The resolved config, then the problem built with the resolved options."""
     registry = get_registry()
     spec = registry.problem_spec(problem)
     pairs = list(overrides.items()) if isinstance(overrides, dict) else list(overrides or [])
     toml = load_toml(Path(config_file)) if config_file else None
     if toml and "preset" in toml and preset == "default":
         preset = str(toml["preset"])
-    first = build_config(problem, dict(spec.options), {}, preset, toml, pairs, seed, device)
-    built = registry.build_problem(problem, first.problem_options)
-    cfg = build_config(problem, dict(spec.options), dict(built.presets), preset, toml, pairs,
-                       seed, device)
-    return cfg, built
+    cfg = build_config(problem, spec.options, spec.presets, preset, toml, pairs, seed, device)
+    return cfg, registry.build_problem(problem, cfg.problem_options)
 
 
 def _origin(problem: Problem) -> dict[str, str]:
@@ -85,8 +83,6 @@ def train(problem: str, preset: str = "default", *, overrides: dict[str, Any] | 
         cfg.save(run_dir / CONFIG)
         return _train_in(run_dir, cfg, prob, progress=progress, evaluate=evaluate)
     except BaseException as exc:
-        from invkit.training.trainer import TrainingInterrupted
-
         if not isinstance(exc, TrainingInterrupted) and not (run_dir / MODEL).exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping
             for parent in new_parents:  # and the folders made for it (runs/PROBLEM/), if empty
@@ -131,8 +127,6 @@ def _train_in(run_dir: Path, cfg: RunConfig, prob: Problem, state: dict | None =
 
 def _train_and_evaluate(run_dir: Path, cfg: RunConfig, prob: Problem, state: dict | None,
                         progress: bool, evaluate: bool) -> RunResult:
-    from invkit.training.trainer import Trainer, TrainingInterrupted
-
     dev = resolve_device(cfg.device)
     shard = distributed.init_from_env(dev)  # None unless launched by torchrun with N > 1
     main = shard is None or shard.is_main

@@ -13,21 +13,20 @@ from typing import Any
 import torch
 
 from invkit.errors import CheckpointError
+from invkit.version import __version__
 
 FORMAT = "invkit-checkpoint"
 FORMAT_VERSION = 1
 
 
 def versions() -> dict[str, str]:
-    import invkit
-
     def dist_version(name: str) -> str:
         try:
             return metadata.version(name)
         except metadata.PackageNotFoundError:
             return "unknown"
 
-    return {"invkit": invkit.__version__, "FrEIA": dist_version("FrEIA"),
+    return {"invkit": __version__, "FrEIA": dist_version("FrEIA"),
             "torch": torch.__version__.split("+")[0]}
 
 

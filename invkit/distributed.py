@@ -29,7 +29,7 @@ Only rank 0 writes the run directory, checkpoints and metrics, shows progress an
 
 The ABC baseline (``invkit baseline abc`` under torchrun, or ``baseline.run`` on every rank of a
 joined group) splits its simulation budget over the same ranks and gathers one result that is
-identical to one process's; see ``plugins/invkit_abc/abc.py``.
+identical to one process's (the ``abc`` plugin).
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ from invkit.training.losses import imq_mmd_rows
 
 @dataclass(frozen=True)
 class Shard:
-    """This process's place in the process group, and the helpers a sharded step needs."""
+    """This process's place in the process group, and the helpers a sharded step needs (it is
+    the :class:`invkit.training.batch.BatchPart` of this rank)."""
 
     rank: int
     world_size: int
@@ -183,12 +184,8 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-class _SliceBatch(nn.Module):
-    """For objectives that do not shard themselves: each rank gets its slice of the batch.
-
-    Gradients are still the global batch mean for per-sample losses, but noise the objective
-    draws from the shared generator repeats across ranks (rows differ, so it stays unbiased).
-    """
+class _ShardedObjective(nn.Module):
+    """An objective computing this rank's rows of each global batch (``part=shard``)."""
 
     def __init__(self, objective: nn.Module, shard: Shard) -> None:
         super().__init__()
@@ -196,15 +193,16 @@ class _SliceBatch(nn.Module):
         self._shard = shard
 
     def forward(self, x: Tensor, y: Tensor, gen: torch.Generator, x_weight: float = 1.0
-                ) -> Tensor:
-        return self.objective(self._shard.rows(x), self._shard.rows(y), gen, x_weight)
+                ) -> dict[str, Tensor]:
+        return self.objective(x, y, gen, x_weight, part=self._shard)
 
 
 def wrap_objective(objective: nn.Module, shard: Shard, batch_size: int) -> nn.Module:
-    """The objective in DistributedDataParallel, told which slice of each batch is its own.
+    """The objective in DistributedDataParallel, computing this rank's slice of each batch.
 
-    An objective with a ``shard`` attribute (the INN's) takes the global batch and slices it
-    itself after drawing the global noise; any other gets its slice from a thin wrapper.
+    The objective receives the global batch and ``part=shard`` (see
+    :mod:`invkit.training.batch`): it draws the global noise, keeps its rows and computes the
+    MMD terms over all ranks' rows.
     """
     from torch.nn.parallel import DistributedDataParallel
 
@@ -214,13 +212,8 @@ def wrap_objective(objective: nn.Module, shard: Shard, batch_size: int) -> nn.Mo
             f"({shard.world_size}): each trains on an equal slice of the global batch. Try "
             f"--set train.batch_size={batch_size // shard.world_size * shard.world_size}."
         )
-    if hasattr(objective, "shard"):
-        objective.shard = shard
-        inner = objective
-    else:
-        inner = _SliceBatch(objective, shard)
     kwargs = {"device_ids": [shard.device.index]} if shard.device.type == "cuda" else {}
-    return DistributedDataParallel(inner, **kwargs)
+    return DistributedDataParallel(_ShardedObjective(objective, shard), **kwargs)
 
 
 def unwrap(objective: nn.Module) -> nn.Module:
@@ -229,7 +222,7 @@ def unwrap(objective: nn.Module) -> nn.Module:
 
     if isinstance(objective, DistributedDataParallel):
         objective = objective.module
-    if isinstance(objective, _SliceBatch):
+    if isinstance(objective, _ShardedObjective):
         objective = objective.objective
     return objective
 

@@ -38,6 +38,10 @@ class TrainingDiverged(InvkitError):
     """A loss became NaN or infinite during training."""
 
 
+class TrainingInterrupted(InvkitError):
+    """Training stopped on Ctrl-C or SIGTERM after saving a checkpoint."""
+
+
 class InvkitWarning(UserWarning):
     """Something the user should know that does not stop the command (the CLI prints it)."""
 

@@ -38,7 +38,7 @@ def as_observations(y: Any, dim_y: int, device: torch.device,
 
 class Posterior:
     """Posterior samples (and densities) for any observations at once, from a trained model
-    (the write-up's INN, or the conditional INN with exact densities: ``log_prob``).
+    (the INN of Ardizzone et al., or the conditional INN with exact densities: ``log_prob``).
 
     ``sample(y, n)``: y of shape ``(dim_y,)`` gives ``(n, dim_x)``; ``(m, dim_y)`` gives
     ``(m, n, dim_x)``. numpy or torch in, torch out (on the posterior's device).
@@ -75,7 +75,7 @@ class Posterior:
                             with_log_prob: bool = True) -> tuple[Tensor, Tensor | None]:
         """Samples and, for each, its log q(x | y).
 
-        Write-up's INN (model.kind=inn): log p(z) - log|det dg/d[y,z]|, the change of variables
+        The INN (model.kind=inn): log p(z) - log|det dg/d[y,z]|, the change of variables
         through the padded network with the padding held at zero; defined at the sampled
         points only. Conditional INN (model.kind=cinn): log N(z) - log|det dg/dz|, the exact
         normalised density of the flow, equal to ``log_prob(x, y)`` at the same points.
@@ -128,7 +128,7 @@ class Posterior:
 
     @property
     def learns_forward(self) -> bool:
-        """Whether ``predict(x)`` is available (the write-up's INN learns f_y(x); a cINN not)."""
+        """Whether ``predict(x)`` is available (the INN learns f_y(x); a cINN does not)."""
         return hasattr(self.model, "predict")
 
     @torch.inference_mode()
@@ -141,7 +141,7 @@ class Posterior:
         y ``(m, dim_y)`` with x ``(m, dim_x)`` pairs rows and gives ``(m,)``, with x
         ``(m, n, dim_x)`` it gives ``(m, n)``.
 
-        The write-up's INN has no such density: its ``q(x | y) = p(z) |det J|^-1`` is defined at
+        The INN has no such density: its ``q(x | y) = p(z) |det J|^-1`` is defined at
         the points it generates, x = g(y, z) with the padding at zero (see
         ``sample_and_log_prob``), since an arbitrary x does not map back to [y, z, pad = 0].
         """
@@ -149,8 +149,8 @@ class Posterior:
             raise InvkitError(
                 f"This posterior's model ({type(self.model).__name__}, model.kind="
                 f"{getattr(getattr(self.config, 'model', None), 'kind', '?')}) has no density "
-                f"at arbitrary x. The write-up's INN defines q(x | y) = p(z) |det J|^-1 only at "
-                f"the points it samples, x = g(y, z) with the padding at zero: use "
+                f"at arbitrary x. The INN (model.kind=inn) defines q(x | y) = p(z) |det J|^-1 "
+                f"only at the points it samples, x = g(y, z) with the padding at zero: use "
                 f"posterior.sample_and_log_prob(y, n) for samples with their log q. For "
                 f"log q(x | y) at any x, train a conditional INN (--set model=cinn)."
             )
@@ -186,7 +186,7 @@ class Posterior:
 
     @torch.inference_mode()
     def predict(self, x: Any) -> Tensor:
-        """The learned forward process f_y(x), for models that learn one (the write-up's INN)."""
+        """The learned forward process f_y(x), for models that learn one (the INN)."""
         if not hasattr(self.model, "predict"):
             raise InvkitError(f"model kind {type(self.model).__name__} does not learn the "
                               f"forward process; use problem.simulate(x) instead.")

@@ -1,4 +1,5 @@
-"""What a plugin provides: priors, forward processes, problems and baselines.
+"""What a plugin provides (priors, forward processes, problems, baselines) and what the core
+hands back to a problem's evaluation hooks (:class:`EvalContext`).
 
 Everything here is plain data plus torch callables, so that plugins stay small and the core can
 validate them. All callables work on batches and must be pure torch, so they run on any device.
@@ -6,18 +7,13 @@ validate them. All callables work on batches and must be pure torch, so they run
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pathlib import Path
-
-    from invkit.evaluation.context import EvalContext
 
 SampleFn = Callable[[int, torch.Generator], Tensor]
 """``sample(n, generator) -> (n, dim)`` float tensor on ``generator.device``."""
@@ -78,9 +74,11 @@ class Problem:
     ``reference_posterior(y, n, generator) -> (m, n, dim_x)`` exact posterior samples for
     ``y`` of shape ``(m, dim_y)`` when the posterior is known in closed form;
     ``metrics(ctx) -> dict`` problem-specific figures for ``metrics.json``;
-    ``plots(ctx) -> list[Path]`` problem-specific figures written under ``ctx.plot_dir``;
-    ``presets`` maps a preset name (``quick``, ``default``, ``paper``) to config overrides
-    with dotted keys, e.g. ``{"train.steps": 3000}``.
+    ``plots(ctx) -> list[Path]`` problem-specific figures written under ``ctx.plot_dir``.
+
+    ``name`` and ``options`` belong to the registry: a problem built by a registered
+    builder must carry the name it is registered under, and its options are the resolved
+    ones (leave ``options`` empty and the registry fills it in).
     """
 
     name: str
@@ -88,7 +86,6 @@ class Problem:
     forward: ForwardProcess | str
     description: str = ""
     noise_std: float = 0.0
-    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     reference_posterior: Callable[[Tensor, int, torch.Generator], Tensor] | None = None
     metrics: Callable[[EvalContext], Mapping[str, Any]] | None = None
     plots: Callable[[EvalContext], list[Path]] | None = None
@@ -97,28 +94,32 @@ class Problem:
     # Resolved views; valid once the registry has replaced names with objects.
     @property
     def dim_x(self) -> int:
-        return self._prior().dim
+        return self.prior_distribution.dim
 
     @property
     def dim_y(self) -> int:
-        return self._forward().dim_y
+        return self.forward_process.dim_y
 
-    def _prior(self) -> Prior:
+    @property
+    def prior_distribution(self) -> Prior:
+        """The prior object (a name given at construction is resolved by the registry)."""
         if isinstance(self.prior, str):
             raise RuntimeError(f"problem {self.name!r}: prior {self.prior!r} is not resolved")
         return self.prior
 
-    def _forward(self) -> ForwardProcess:
+    @property
+    def forward_process(self) -> ForwardProcess:
+        """The forward process object (a name is resolved by the registry)."""
         if isinstance(self.forward, str):
             raise RuntimeError(f"problem {self.name!r}: forward {self.forward!r} is not resolved")
         return self.forward
 
     def sample_prior(self, n: int, generator: torch.Generator) -> Tensor:
-        return self._prior().sample(n, generator)
+        return self.prior_distribution.sample(n, generator)
 
     def simulate(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """y = s(x) plus the problem's observation noise (none when ``noise_std`` is 0)."""
-        y = self._forward()(x)
+        y = self.forward_process(x)
         if self.noise_std > 0:
             noise = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
             y = y + self.noise_std * noise
@@ -137,12 +138,17 @@ class ProblemSpec:
     ``options`` declares each option with its default value; users set them with
     ``--set problem.NAME=VALUE`` (or the short form ``--set NAME=VALUE``), and values are
     converted to the default's type before ``build(**options)`` is called.
+    ``presets`` maps a preset name (``quick``, ``default``, ``paper``) to config overrides
+    with dotted keys, e.g. ``{"train.steps": 3000}``, optionally with a block per model kind
+    (``{"cinn": {"train.steps": 8000}}``). They belong to the spec, not to the built problem,
+    so the config is resolved once, before the problem is built with the resolved options.
     """
 
     name: str
     build: Callable[..., Problem]
     description: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -163,16 +169,37 @@ class BaselineResult:
 class Baseline:
     """A reference solver (e.g. ABC) usable on any problem that has a prior and a simulator.
 
-    ``run(problem, y, n, options, generator) -> BaselineResult``: posterior samples for each
-    row of ``y`` (shape ``(m, dim_y)``). ``options`` declares its settings with defaults.
+    ``run(problem, y, n, options, generator, progress=False) -> BaselineResult``: posterior
+    samples for each row of ``y`` (shape ``(m, dim_y)``); ``progress`` asks for a progress bar
+    on stderr. ``options`` declares its settings with defaults; a simulation budget, if it has
+    one, is the option ``budget``.
+
+    ``reference_options``: options under which ``run`` returns exactly ``n`` samples per
+    target, so that evaluation can use the baseline as the reference posterior of a problem
+    without an exact one (``eval.reference_baseline``); None: it cannot serve as one.
     """
 
     name: str
     run: Callable[..., BaselineResult]
     description: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
+    reference_options: Mapping[str, Any] | None = None
 
 
-def standard_normal_log_prob(z: Tensor) -> Tensor:
-    """log N(z; 0, I) summed over the last dimension."""
-    return -0.5 * (z**2).sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
+@dataclass
+class EvalContext:
+    """Handed to ``Problem.metrics(ctx)`` and ``Problem.plots(ctx)``.
+
+    ``posterior.sample(y, n)`` draws samples; ``x_test`` / ``y_test`` are the held-out split
+    (prior draws never used for training); ``generator`` is the evaluation's seeded RNG;
+    ``plot_dir`` is where plots go; ``config`` the run's resolved config.
+    """
+
+    problem: Problem
+    posterior: Any
+    config: Any
+    device: torch.device
+    generator: torch.Generator
+    plot_dir: Path
+    x_test: Tensor
+    y_test: Tensor

@@ -12,8 +12,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
-import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any
@@ -21,8 +20,10 @@ from typing import Any
 import pluggy
 
 from invkit import hookspecs
+from invkit.config import coerce
 from invkit.errors import InvkitError, PluginError, join_sentences, sentence, suggest
 from invkit.problem import Baseline, ForwardProcess, Prior, Problem, ProblemSpec
+from invkit.validation import check_problem
 
 ENTRY_POINT_GROUP = "invkit"
 KINDS = ("prior", "forward process", "problem", "baseline")
@@ -211,16 +212,25 @@ class Registry:
                 f"{entry.origin}: the builder of problem {name!r} returned "
                 f"{type(problem).__name__}, expected invkit.Problem."
             )
+        if problem.name != name:
+            raise PluginError(
+                f"{entry.origin}: the builder of problem {name!r} returned a Problem named "
+                f"{problem.name!r}. A problem is known by the name its ProblemSpec registers: "
+                f"build it with name={name!r}."
+            )
+        if problem.options and dict(problem.options) != opts:
+            raise PluginError(
+                f"{entry.origin}: the builder of problem {name!r} returned options "
+                f"{dict(problem.options)}, but it was built with {opts}. Leave Problem.options "
+                f"empty: invkit records the options the problem was built with."
+            )
         prior = problem.prior
         if isinstance(prior, str):
             prior = self._referenced("prior", prior, name, entry.origin)
         forward = problem.forward
         if isinstance(forward, str):
             forward = self._referenced("forward process", forward, name, entry.origin)
-        # the registered name is the one users type; a builder may not rename its problem
-        problem = replace(problem, name=name, prior=prior, forward=forward, options=opts)
-        from invkit.validation import check_problem
-
+        problem = replace(problem, prior=prior, forward=forward, options=opts)
         check_problem(problem, entry.origin)
         return problem
 
@@ -239,8 +249,6 @@ def resolve_options(
     declared: dict[str, Any] | Any, given: dict[str, Any], owner: str
 ) -> dict[str, Any]:
     """Merge given options over declared defaults, converting values to the default's type."""
-    from invkit.config import coerce
-
     declared = dict(declared)
     out = dict(declared)
     for key, value in given.items():
@@ -365,10 +373,3 @@ def get_registry(reload: bool = False) -> Registry:
 def get_problem(name: str, **options: Any) -> Problem:
     """A registered problem, built with options: ``get_problem("gmm", labels="some")``."""
     return get_registry().build_problem(name, options)
-
-
-def format_exception_short(exc: BaseException) -> str:
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
-
-
-RegisterFn = Callable[[Any], None]

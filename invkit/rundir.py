@@ -1,4 +1,4 @@
-"""The run directory: config.toml, model.pt, metrics.json, plots/ — and loading it back."""
+"""The run directory: config.toml, model.pt, metrics.json, plots/, and loading it back."""
 
 from __future__ import annotations
 
@@ -12,8 +12,12 @@ from typing import Any
 import torch
 
 from invkit.checkpoint import first_line, load_checkpoint
-from invkit.config import RunConfig
-from invkit.errors import CheckpointError, InvkitError, join_sentences
+from invkit.config import RunConfig, config_from_dict
+from invkit.errors import CheckpointError, InvkitError, InvkitWarning, join_sentences
+from invkit.models.kinds import build_model
+from invkit.posterior import Posterior
+from invkit.problem import Problem
+from invkit.registry import Registry, get_registry
 
 CONFIG, MODEL, METRICS, PLOTS = "config.toml", "model.pt", "metrics.json", "plots"
 
@@ -69,7 +73,7 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
 def checkpoint_config(ckpt: dict[str, Any], where: Any) -> RunConfig:
     """The RunConfig saved in a checkpoint; a damaged or foreign one is a CheckpointError."""
     try:
-        return RunConfig.from_dict(ckpt["config"])
+        return config_from_dict(ckpt["config"])
     except InvkitError as exc:
         raise CheckpointError(
             f"The config saved in {str(where)!r} is not valid for this invkit "
@@ -82,12 +86,9 @@ def checkpoint_config(ckpt: dict[str, Any], where: Any) -> RunConfig:
         ) from None
 
 
-def checkpoint_problem(ckpt: dict[str, Any], cfg: RunConfig, where: Any):
+def checkpoint_problem(ckpt: dict[str, Any], cfg: RunConfig, where: Any) -> Problem:
     """Rebuild a checkpoint's problem; name the plugin that is missing, warn on a new version."""
     import warnings
-
-    from invkit.errors import InvkitWarning
-    from invkit.registry import get_registry
 
     reg = get_registry()
     saved = ckpt.get("problem") if isinstance(ckpt.get("problem"), dict) else {}
@@ -118,7 +119,7 @@ def _installed_version(dist: str) -> str | None:
         return None
 
 
-def _missing_problem(reg: Any, problem: str, saved: dict[str, Any], where: Any) -> str:
+def _missing_problem(reg: Registry, problem: str, saved: dict[str, Any], where: Any) -> str:
     """Why a checkpoint's problem is not registered here: its distribution is missing, or
     installed but failed to load (or loaded without registering the problem)."""
     plugin, dist = saved.get("plugin", "?"), saved.get("distribution", "?")
@@ -151,17 +152,15 @@ def _missing_problem(reg: Any, problem: str, saved: dict[str, Any], where: Any) 
         f"'{dist}{pin}') and check 'invkit list'", reg.trouble())
 
 
-def load_run(run_dir: Any, device: str | torch.device = "cpu"):
+def load_run(run_dir: Any, device: str | torch.device = "cpu"
+             ) -> tuple[Posterior, RunConfig, dict[str, Any]]:
     """(posterior, config, checkpoint) of a run directory, with the problem rebuilt."""
-    from invkit.posterior import Posterior
-    from invkit.training.trainer import build_model
-
     run_dir = Path(run_dir)
     ckpt = load_checkpoint(run_dir)
     cfg = checkpoint_config(ckpt, run_dir)
     dev = torch.device(device) if not isinstance(device, torch.device) else device
     problem = checkpoint_problem(ckpt, cfg, run_dir)
-    model = build_model(cfg, problem)
+    model = build_model(cfg.model, problem.dim_x, problem.dim_y, cfg.seed)
     try:
         model.load_state_dict(ckpt["state"]["model"])
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -173,5 +172,5 @@ def load_run(run_dir: Any, device: str | torch.device = "cpu"):
     return Posterior(model, problem, cfg, dev), cfg, ckpt
 
 
-def load_posterior(run_dir: Any, device: str | torch.device = "cpu"):
+def load_posterior(run_dir: Any, device: str | torch.device = "cpu") -> Posterior:
     return load_run(run_dir, device)[0]

@@ -10,7 +10,7 @@ from invkit.problem import Problem
 
 def check_problem(problem: Problem, origin: object, n: int = 16) -> None:
     """Draw a small batch through the prior and the forward process and check shapes/values."""
-    prior, forward = problem._prior(), problem._forward()
+    prior, forward = problem.prior_distribution, problem.forward_process
     where = f"{origin}, problem {problem.name!r}"
     if prior.dim != forward.dim_x:
         raise PluginError(

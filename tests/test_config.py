@@ -1,6 +1,6 @@
 import pytest
 
-from invkit.config import RunConfig, build_config, load_toml, resolve_key, set_key
+from invkit.config import RunConfig, build_config, config_from_dict, load_toml, resolve_key, set_key
 from invkit.errors import ConfigError
 
 
@@ -46,7 +46,7 @@ def test_precedence(tmp_path):
 def test_roundtrip(tmp_path):
     cfg = build_config("gmm", {"labels": "all"}, {}, "quick", None, [("labels", "some")])
     cfg.save(tmp_path / "config.toml")
-    again = RunConfig.from_dict(load_toml(tmp_path / "config.toml"))
+    again = config_from_dict(load_toml(tmp_path / "config.toml"))
     assert again.to_dict() == cfg.to_dict()
 
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from invkit.api import resolve
 from invkit.cli.main import main
-from invkit.config import RunConfig, known_keys
+from invkit.config import RunConfig, config_from_dict, known_keys
 from invkit.errors import InvkitError
 
 FAST = settings(max_examples=60, deadline=None, derandomize=False,
@@ -131,7 +131,7 @@ def _resolves_or_fails_cleanly(**kwargs) -> None:
     event("resolved")
     assert cfg.problem == "gmm" and problem.dim_x == 2
     # whatever resolved must survive the round trip the run directory makes
-    assert RunConfig.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
+    assert config_from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
 
 
 # -- config resolution -------------------------------------------------------------------------

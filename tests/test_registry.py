@@ -155,6 +155,8 @@ def test_reference_posterior_shape_checked_on_first_use():
 
 
 def test_builder_cannot_rename_its_problem():
+    """Neither name silently wins: the spec's is the one users type, so the builder must use
+    it, and a mismatch names both."""
     class Renamed:
         @invkit.hookimpl
         def invkit_register_problems(self, register):
@@ -163,7 +165,26 @@ def test_builder_cannot_rename_its_problem():
 
     reg = Registry()
     reg.add_plugin(Renamed(), name="renamed")
-    assert reg.build_problem("registered").name == "registered"
+    with pytest.raises(PluginError, match="returned a Problem named 'other'.*name='registered'"):
+        reg.build_problem("registered")
+
+
+def test_builder_options_are_the_resolved_ones():
+    """Problem.options is filled in by the registry; a builder that sets other ones is told."""
+    def build(scale: float = 1.0, record: bool = False) -> Problem:
+        return Problem("opts", _prior("op"), ForwardProcess("of", 2, 1, lambda x: x[:, :1]),
+                       options={"scale": 99.0} if record else {})
+
+    class Plugin:
+        @invkit.hookimpl
+        def invkit_register_problems(self, register):
+            register(ProblemSpec("opts", build, options={"scale": 1.0, "record": False}))
+
+    reg = Registry()
+    reg.add_plugin(Plugin(), name="opts")
+    assert reg.build_problem("opts", {"scale": "2"}).options == {"scale": 2.0, "record": False}
+    with pytest.raises(PluginError, match="returned options .*Leave Problem.options empty"):
+        reg.build_problem("opts", {"record": True})
 
 
 # -- plugins loaded through (simulated) entry points ------------------------------------------

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import hashlib
 import io
 import json
@@ -29,7 +28,6 @@ import shutil
 import subprocess
 import sys
 import time
-import tokenize
 from pathlib import Path
 from typing import Any
 
@@ -185,67 +183,8 @@ class InvkitCliDirective(SphinxDirective):
 
 
 # -- the config reference -----------------------------------------------------------------------
-def _field_comments(cls: type) -> dict[str, str]:
-    """The comments above and beside each dataclass field in its source."""
-    import inspect
-
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
-    comments: dict[int, str] = {}
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type == tokenize.COMMENT:
-            comments[tok.start[0]] = tok.string.lstrip("#").strip()
-    names = {f.name for f in dataclasses.fields(cls)}
-    out: dict[str, str] = {}
-    pending: list[str] = []
-    for lineno, line in enumerate(source.splitlines(), start=1):
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            pending.append(comments.get(lineno, stripped.lstrip("#").strip()))
-            continue
-        head = stripped.split(":", 1)[0].strip()
-        if head in names and ":" in stripped:
-            parts = pending + ([comments[lineno]] if lineno in comments else [])
-            out[head] = " ".join(p for p in parts if p)
-        pending = []
-    return out
-
-
-# Meanings for keys whose field has no comment in invkit/config.py (a comment there wins).
-FALLBACK_MEANINGS = {
-    "preset": "the preset the run was resolved with (set it with --preset)",
-    "seed": "fixes the training data, the initialisation, the permutations and every draw",
-    "device": "auto (a GPU when there is one) | cpu | cuda | cuda:N | mps",
-    "model.n_blocks": "coupling blocks in the network",
-    "model.subnet_width": "hidden units per layer of each coupling block's subnetworks",
-    "model.clamp": "soft clamp of the coupling blocks' log-scales, for stability",
-    "model.leaky_slope": "negative slope of the subnetworks' leaky ReLUs",
-    "model.cond_width": "cinn only: hidden units of the conditioning feature net",
-    "train.n_samples": "training pairs (x, y), drawn once before training, kept on the device",
-    "train.n_test": "held-out pairs for evaluation, never trained on",
-    "train.batch_size": "pairs per step, drawn at random from the training pairs",
-    "train.steps": "optimizer steps",
-    "train.lr": "Adam's initial learning rate",
-    "train.betas": "Adam's beta1, beta2",
-    "train.eps": "Adam's epsilon",
-    "train.weight_decay": "Adam's weight decay",
-    "train.lambda_y": "weight of L_y, the forward fit (mean squared error)",
-    "train.lambda_z": "weight of L_z, the MMD of [y, z] against [y, N(0, I)]",
-    "train.lambda_x": "weight of L_x, the MMD of inverse samples against x",
-    "train.mmd_widths_z": "widths of the inverse multiquadric kernels of L_z",
-    "train.mmd_widths_x": "widths of the inverse multiquadric kernels of L_x",
-    "train.y_noise": "standard deviation of the noise added to y in the losses",
-    "train.pad_noise": "standard deviation of the noise in the padding coordinates (which "
-                       "ones: train.pad_noise_on)",
-    "train.compile": "torch.compile the training step",
-    "train.log_every": "steps per recorded loss value (the history and the progress bar)",
-    "eval.n_targets": "held-out observations for Err_post and Err_resim",
-    "eval.n_samples": "posterior samples per observation",
-    "eval.plots": "draw plots/*.png",
-    "eval.calibration_samples": "posterior samples per calibration pair",
-}
+# Every key's type, default, allowed values and meaning come from the fields of
+# invkit.config.schema (one source for the checks and this page).
 
 
 def _inline(text: str) -> list[nodes.Node | str]:
@@ -264,10 +203,6 @@ def _inline(text: str) -> list[nodes.Node | str]:
     return out
 
 
-def _meaning(comments: dict[str, str], name: str, key: str) -> list[nodes.Node | str]:
-    return _inline(comments.get(name) or FALLBACK_MEANINGS.get(key, ""))
-
-
 def _fmt_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -278,50 +213,36 @@ def _fmt_value(value: Any) -> str:
     return repr(value)
 
 
-def _constraints(config: Any, key: str) -> str:
-    choices = getattr(config, "_CHOICES", {}).get(key)
-    if choices:
-        return "one of " + ", ".join(str(c) for c in choices)
-    if key in getattr(config, "_POSITIVE", ()):
-        return "> 0"
-    if key in getattr(config, "_NON_NEGATIVE", ()):
-        return ">= 0"
-    return ""
-
-
 class InvkitConfigDirective(SphinxDirective):
     """Every config key of :mod:`invkit.config`, one table per section."""
 
     def run(self) -> list[nodes.Node]:
         from invkit import config
+        from invkit.config import schema
 
-        _note_sources(self, config)
-        out: list[nodes.Node] = []
-        run_comments = _field_comments(config.RunConfig)
-        run_fields = {f.name: f for f in dataclasses.fields(config.RunConfig)}
+        _note_sources(self, config, schema)
+        specs = config.field_specs()
+        headers, widths = ["key", "type", "default", "allowed", "meaning"], [3, 2, 2, 2, 6]
+
+        def rows(keys: list[str]) -> list[list[Any]]:
+            return [[[_lit(k)], specs[k].type_name, [_lit(_fmt_value(specs[k].default))],
+                     specs[k].allowed(), _inline(specs[k].help)] for k in keys]
+
         top = _section(self, "Top level", "config-top")
-        rows = []
-        for name in config.TOP_LEVEL:
-            f = run_fields[name]
-            rows.append([[_lit(name)], str(f.type), [_lit(_fmt_value(f.default))],
-                         _constraints(config, name), _meaning(run_comments, name, name)])
-        top += _table(["key", "type", "default", "allowed", "meaning"], rows, [3, 2, 2, 2, 6])
-        out.append(top)
+        top += _table(headers, rows(list(config.TOP_LEVEL)), widths)
+        out: list[nodes.Node] = [top]
         for section_name, cls in config.SECTIONS.items():
             section = _section(self, f"[{section_name}]", f"config-{section_name}")
             if cls.__doc__:
                 section += _para(*_inline(" ".join(cls.__doc__.split())))
-            comments = _field_comments(cls)
-            rows = []
-            for f in dataclasses.fields(cls):
-                default = f.default if f.default is not dataclasses.MISSING \
-                    else f.default_factory()  # type: ignore[misc]
-                key = f"{section_name}.{f.name}"
-                rows.append([[_lit(key)], str(f.type), [_lit(_fmt_value(default))],
-                             _constraints(config, key), _meaning(comments, f.name, key)])
-            section += _table(["key", "type", "default", "allowed", "meaning"], rows,
-                              [3, 2, 2, 2, 6])
+            keys = [k for k in specs if k.startswith(section_name + ".")]
+            section += _table(headers, rows(keys), widths)
             out.append(section)
+        renamed = _section(self, "Renamed keys", "config-renamed")
+        renamed += _para("Old names that config files, checkpoints and ", _lit("--set"),
+                         " still accept: ", *_join_literals(f"{old} -> {new}" for old, new
+                                                            in config.RENAMED.items()), ".")
+        out.append(renamed)
         return out
 
 
@@ -347,13 +268,12 @@ class InvkitPresetsDirective(SphinxDirective):
             spec = entry.obj
             _note_sources(self, sys.modules.get(type(spec.build).__module__),
                           sys.modules.get(spec.build.__module__))
-            problem = registry.build_problem(name)
             section = _section(self, f"Problem {name}", f"presets-{name}")
             section += _para(f"{spec.description}. Options (", _lit("--set NAME=VALUE"), "): ",
                              *_join_literals(f"{k}={_fmt_value(v)}"
                                              for k, v in spec.options.items()),
                              ". Its presets, applied after the core ones:")
-            section += _preset_table(problem.presets, config.PRESETS)
+            section += _preset_table(spec.presets, config.PRESETS)
             out.append(section)
         return out
 

@@ -17,14 +17,14 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.markup import escape  # messages may contain [brackets]: print them as text
 
-from invkit.errors import InvkitError, InvkitWarning
+from invkit.errors import InvkitError, InvkitWarning, TrainingInterrupted
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from invkit.cli import commands
+    from invkit.cli import cmd_baseline, cmd_evaluate, cmd_list, cmd_run, cmd_sample
 
     parser = argparse.ArgumentParser(
         prog="invkit",
@@ -32,18 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands.add_list(sub)
-    commands.add_run(sub)
-    commands.add_sample(sub)
-    commands.add_evaluate(sub)
-    commands.add_baseline(sub)
+    cmd_list.add_list(sub)
+    cmd_run.add_run(sub)
+    cmd_sample.add_sample(sub)
+    cmd_evaluate.add_evaluate(sub)
+    cmd_baseline.add_baseline(sub)
     return parser
 
 
 def _version() -> str:
-    import invkit
+    from invkit.version import __version__
 
-    return f"invkit {invkit.__version__}"
+    return f"invkit {__version__}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,8 +56,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("default", InvkitWarning)
             return int(args.handler(args) or 0)
     except InvkitError as exc:
-        from invkit.training.trainer import TrainingInterrupted
-
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_INTERRUPTED if isinstance(exc, TrainingInterrupted) else EXIT_USER_ERROR
     except KeyboardInterrupt:

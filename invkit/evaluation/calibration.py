@@ -1,6 +1,6 @@
 """Calibration diagnostics for amortised posteriors: simulation-based calibration (SBC) ranks,
 their uniformity tests, and expected coverage (per-dimension central intervals and joint
-highest-density regions), with plot helpers.
+highest-density regions); the figures are in :mod:`invkit.evaluation.calibration_plots`.
 
 All diagnostics take ``sample_fn(y_batch (b, d_y), n) -> (b, n, d)``, so they work for any
 sampler (INN, baseline, exact posterior). Targets are processed ``batch`` at a time, so memory
@@ -17,14 +17,14 @@ region of level a contains x with probability a.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from invkit.evaluation.metrics import _default_chunk, _sq_dists
+from invkit.evaluation.metrics import _default_chunk
+from invkit.kernels import sq_dists
 
 PosteriorSampleFn = Callable[[Tensor, int], Tensor]
 """``sample_fn(y_batch (b, d_y), n) -> (b, n, d)`` posterior samples for each row of y."""
@@ -33,8 +33,6 @@ LogProbFn = Callable[[Tensor, Tensor], Tensor]
 """``log_prob_fn(x (k, d), y (k, d_y)) -> (k,)`` log q(x_i | y_i), row by row."""
 
 DEFAULT_LEVELS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
-
-_Z99 = 2.5758293035489004  # two-sided 99% standard-normal quantile
 
 
 def _batches(
@@ -240,7 +238,7 @@ def _kde_scores(pool: Tensor, chunk_elements: int) -> Tensor:
     out = []
     for r0 in range(0, p, rows):
         r1 = min(p, r0 + rows)
-        logk = _sq_dists(z[:, r0:r1], z, True).mul_(-0.5 / h2)
+        logk = sq_dists(z[:, r0:r1], z, True).mul_(-0.5 / h2)
         self_mask = cols[None, :] == torch.arange(r0, r1, device=z.device)[:, None]
         logk.masked_fill_(self_mask[None], -math.inf)
         out.append(torch.logsumexp(logk, dim=-1))
@@ -319,103 +317,3 @@ def expected_coverage(
     coverage = (frac[None, :] <= lv[:, None] + 1e-12).double().mean(dim=1)
     score_name = "log_prob" if log_prob_fn is not None else hpd_score
     return _coverage_summary(lv, coverage, frac.numel(), n_samples, "hpd", score_name)
-
-
-def _new_figure(**kwargs: Any):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(**kwargs)
-    FigureCanvasAgg(fig)  # Agg without touching pyplot's global backend
-    return fig
-
-
-def plot_rank_histograms(
-    ranks: Tensor,
-    n_samples: int,
-    path: str | Path,
-    *,
-    n_bins: int | None = None,
-    band: float = 0.99,
-    labels: Sequence[str] | None = None,
-) -> Path:
-    """SBC rank histograms, one panel per dimension, with the pointwise binomial ``band``
-    shaded: bars leaving the band (beyond ~1% of them) or a U / hump shape reveal over- or
-    under-dispersed posteriors, a slope reveals bias."""
-    stats = rank_uniformity(ranks, n_samples, n_bins=n_bins, band=band)
-    counts = stats["counts"]
-    d = len(counts)
-    edges = [0.0]
-    for w in stats["bin_widths"]:
-        edges.append(edges[-1] + w)
-    ncols = min(max(d, 1), 4)
-    nrows = max(1, math.ceil(d / ncols))
-    fig = _new_figure(figsize=(3.2 * ncols, 2.6 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for k in range(d):
-        ax = axes[k]
-        ax.stairs(
-            stats["band_high"],
-            edges,
-            baseline=stats["band_low"],
-            fill=True,
-            color="0.85",
-            label=f"{band:.0%} band",
-        )
-        ax.stairs(stats["expected_counts"], edges, color="0.4", linestyle="--", linewidth=0.8)
-        ax.stairs(counts[k], edges, color="C0", linewidth=1.5, label="ranks")
-        name = labels[k] if labels is not None and k < len(labels) else f"x[{k}]"
-        ax.set_title(f"{name}  p={stats['p_values'][k]:.2g}", fontsize=9)
-        ax.set_xlim(0, n_samples + 1)
-        ax.set_xlabel("rank")
-    for ax in axes[d:]:
-        ax.set_visible(False)
-    if d:
-        axes[0].legend(fontsize=7, loc="best")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
-
-
-def plot_coverage(
-    levels: Sequence[float],
-    coverage: Sequence[float] | Mapping[str, Sequence[float]],
-    path: str | Path,
-    *,
-    n_targets: int | None = None,
-    title: str | None = None,
-) -> Path:
-    """Empirical coverage against nominal level with the diagonal (perfect calibration).
-
-    Below the diagonal means overconfident, above means underconfident. ``coverage`` may be
-    one curve or a mapping of label -> curve; with ``n_targets`` the 99% binomial band of a
-    calibrated sampler is shaded around the diagonal.
-    """
-    curves = dict(coverage) if isinstance(coverage, Mapping) else {"coverage": coverage}
-    fig = _new_figure(figsize=(4.0, 4.0), layout="constrained")
-    ax = fig.subplots()
-    if n_targets:
-        grid = [i / 100 for i in range(101)]
-        half = [_Z99 * math.sqrt(a * (1 - a) / n_targets) for a in grid]
-        ax.fill_between(
-            grid,
-            [a - h for a, h in zip(grid, half, strict=True)],
-            [a + h for a, h in zip(grid, half, strict=True)],
-            color="0.85",
-            label="99% band",
-        )
-    ax.plot([0, 1], [0, 1], color="0.3", linestyle="--", linewidth=1, label="ideal")
-    for label, cov in curves.items():
-        ax.plot(list(levels), list(cov), marker="o", markersize=3, label=label)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("credible level")
-    ax.set_ylabel("empirical coverage")
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper left")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path

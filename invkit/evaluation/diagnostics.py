@@ -44,17 +44,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from invkit.errors import InvkitError
 from invkit.evaluation.calibration import (
     DEFAULT_LEVELS,
     LogProbFn,
     PosteriorSampleFn,
     coverage_from_ranks,
     expected_coverage,
-    plot_coverage,
-    plot_rank_histograms,
     rank_uniformity,
     sbc_ranks,
 )
+from invkit.evaluation.calibration_plots import plot_coverage, plot_rank_histograms
+from invkit.registry import get_registry
 
 RANK_ALPHA = 0.01
 """Bonferroni-corrected p-value below which ranks are called non-uniform."""
@@ -81,23 +82,20 @@ def posterior_log_prob(posterior: Any) -> LogProbFn | None:
     return lambda x, y: posterior.log_prob(x, y)
 
 
-def baseline_sampler(problem: Any, baseline: str = "abc",
-                     options: dict[str, Any] | None = None,
+def baseline_sampler(problem: Any, baseline: str, options: dict[str, Any] | None = None,
                      generator: torch.Generator | None = None) -> PosteriorSampleFn:
     """``sample_fn`` of a registered baseline; it must return at least n samples per target.
 
-    For ABC use ``options={"method": "quantile", "budget": ...}``: the n nearest draws of one
-    shared pool per call (so pass all targets in one batch: ``batch=len(y)``).
+    The baseline's ``reference_options`` apply first (they make it return n samples per
+    target), then ``options``. For ABC, ``options={"budget": ...}`` gives the n nearest draws
+    of one shared pool per call (so pass all targets in one batch: ``batch=len(y)``).
     """
-    from invkit.errors import InvkitError
-    from invkit.registry import get_registry
-
     spec = get_registry().baseline(baseline)
-    opts = {**dict(spec.options), **(options or {})}
+    opts = {**dict(spec.options), **dict(spec.reference_options or {}), **(options or {})}
 
     def sample(y: Tensor, n: int) -> Tensor:
         gen = generator or torch.Generator(device=y.device).manual_seed(0)
-        result = spec.run(problem, y, n, opts, gen)
+        result = spec.run(problem, y, n, opts, gen, progress=False)
         short = [i for i, c in enumerate(result.counts) if c < n]
         if short:
             raise InvkitError(

@@ -8,8 +8,12 @@ from typing import Any
 
 import torch
 
-from invkit.errors import PluginHookError
-from invkit.evaluation.context import EvalContext
+from invkit.errors import InvkitError, PluginHookError
+from invkit.evaluation.diagnostics import calibration_metrics
+from invkit.evaluation.metrics import err_post, err_resim
+from invkit.evaluation.reference import reference_samples
+from invkit.problem import EvalContext
+from invkit.registry import get_registry
 
 THROUGHPUT_SAMPLES = 100_000
 
@@ -34,9 +38,6 @@ def evaluation_targets(cfg: Any, y_test: torch.Tensor) -> torch.Tensor:
 def evaluate(ctx: EvalContext, progress: bool = True) -> dict[str, Any]:
     """Err_resim and Err_post on held-out targets, sampling rate, problem metrics and the
     calibration diagnostics (``eval.calibration_targets`` held-out pairs; 0 skips them)."""
-    from invkit.evaluation.metrics import err_post, err_resim
-    from invkit.evaluation.reference import reference_samples
-
     cfg, problem, post = ctx.config, ctx.problem, ctx.posterior
     out: dict[str, Any] = {}
     targets = evaluation_targets(cfg, ctx.y_test)
@@ -45,10 +46,12 @@ def evaluate(ctx: EvalContext, progress: bool = True) -> dict[str, Any]:
     samples = post.sample(targets, cfg.eval.n_samples, generator=ctx.generator)
     out["eval_targets"] = n_t
     out["eval_samples_per_target"] = cfg.eval.n_samples
-    resim, _ = err_resim(samples, targets, problem._forward())
+    resim, _ = err_resim(samples, targets, problem.forward_process)
     out["err_resim"] = float(resim)
     ref = reference_samples(problem, targets, cfg, ctx.generator, progress=progress)
-    if ref is not None:
+    if isinstance(ref, str):
+        out["err_post_skipped"] = ref
+    else:
         ref_samples, source = ref
         post_err, _ = err_post(samples, ref_samples)
         out["err_post"] = float(post_err)
@@ -56,9 +59,7 @@ def evaluate(ctx: EvalContext, progress: bool = True) -> dict[str, Any]:
     out["sampling_rate_per_s"] = sampling_rate(post, targets[0])
     if problem.metrics is not None:
         out.update(_problem_metrics(ctx))
-    if getattr(cfg.eval, "calibration_targets", 0) > 0:
-        from invkit.evaluation.diagnostics import calibration_metrics
-
+    if cfg.eval.calibration_targets > 0:
         out.update(calibration_metrics(ctx))  # SBC ranks and coverage (plots if eval.plots)
     out["eval_time_s"] = time.perf_counter() - t0
     return out
@@ -78,9 +79,6 @@ def make_plots(ctx: EvalContext, history: list[dict[str, float]]) -> list[Path]:
 
 def _hook_owner(problem: Any) -> str:
     """'problem NAME from plugin ... (distribution ...)', or less when it is not registered."""
-    from invkit.errors import InvkitError
-    from invkit.registry import get_registry
-
     try:
         return f"problem {problem.name!r} from {get_registry().origin('problem', problem.name)}"
     except InvkitError:  # a Problem built in code and never registered

@@ -1,5 +1,5 @@
 """Benchmark metrics of Kruse et al. (2021): Err_post (MMD^2 to a reference posterior) and
-Err_resim (re-simulation error), plus the kernels they and the training losses use.
+Err_resim (re-simulation error); the kernels are in :mod:`invkit.kernels`.
 
 Everything is batched torch and runs on the device of its inputs. Kernel matrices are built in
 chunks of at most ``chunk_elements`` entries, so memory stays bounded however many targets and
@@ -16,8 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-Kernel = Callable[[Tensor], Tensor]
-"""``kernel(d2) -> k``: maps squared distances to kernel values, elementwise, same shape."""
+from invkit.kernels import Kernel, benchmark_kernel, inplace_ok, sq_dists
 
 CPU_CHUNK_ELEMENTS = 2**19
 """Kernel-matrix entries per chunk on CPU: 2 MB in float32, so the elementwise passes of the
@@ -27,48 +26,6 @@ DEVICE_CHUNK_ELEMENTS = 2**26
 """Entries per chunk on accelerators: 256 MB per float32 temporary, three temporaries at most,
 so peak extra memory stays under ~1 GB."""
 
-_SQRT_01 = math.sqrt(0.1)
-
-
-def _inplace_ok(t: Tensor) -> bool:
-    """In-place fast paths are only safe when autograd does not track ``t``."""
-    return not (t.requires_grad and torch.is_grad_enabled())
-
-
-def benchmark_kernel(d2: Tensor) -> Tensor:
-    """Kernel of the Kruse et al. benchmark's Err_post:
-    k(d^2) = 0.5/(0.5+d^2) + 0.2/(0.2+d^2) + sqrt(0.1/(0.2+d^2)).
-
-    Without autograd it runs a fused in-place form (same values up to float rounding), since this
-    elementwise kernel dominates the cost of Err_post. ``d2`` itself is never modified.
-    """
-    if not _inplace_ok(d2):
-        return 0.5 / (0.5 + d2) + 0.2 / (0.2 + d2) + torch.sqrt(0.1 / (0.2 + d2))
-    u = d2 + 0.2
-    out = u.rsqrt().mul_(_SQRT_01)  # sqrt(0.1 / (0.2 + d2))
-    out.add_(u.reciprocal_(), alpha=0.2)  # 0.2 / (0.2 + d2)
-    u = torch.add(d2, 0.5, out=u).reciprocal_()
-    return out.add_(u, alpha=0.5)  # 0.5 / (0.5 + d2)
-
-
-def imq_kernel(d2: Tensor, widths: Sequence[float]) -> Tensor:
-    """Multi-scale inverse multiquadric kernel of the training losses: sum_a a^2 / (a^2 + d^2).
-
-    Summing several widths keeps gradients informative at both small and large distances.
-    Differentiable; uses an allocation-light path when autograd is off.
-    """
-    widths = [float(a) for a in widths]
-    if not widths:
-        raise ValueError("imq_kernel needs at least one width")
-    if not _inplace_ok(d2):
-        return sum(a * a / (a * a + d2) for a in widths)  # type: ignore[return-value]
-    out = torch.zeros_like(d2)
-    buf = torch.empty_like(d2)
-    for a in widths:
-        torch.add(d2, a * a, out=buf).reciprocal_()
-        out.add_(buf, alpha=a * a)
-    return out
-
 
 def _acc_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
@@ -76,20 +33,6 @@ def _acc_dtype(device: torch.device) -> torch.dtype:
 
 def _default_chunk(device: torch.device) -> int:
     return CPU_CHUNK_ELEMENTS if device.type == "cpu" else DEVICE_CHUNK_ELEMENTS
-
-
-def _sq_dists(a: Tensor, b: Tensor, inplace: bool) -> Tensor:
-    """Pairwise squared distances (B, r, c) in one batched matmul.
-
-    [-2a, |a|^2, 1] . [b, 1, |b|^2] = |a - b|^2; inputs are centred by the caller so the
-    expansion loses little precision in float32. Tiny negatives from rounding are clamped to 0.
-    """
-    aa = a.square().sum(-1, keepdim=True)
-    bb = b.square().sum(-1, keepdim=True)
-    a_aug = torch.cat([a * -2.0, aa, torch.ones_like(aa)], dim=-1)
-    b_aug = torch.cat([b, torch.ones_like(bb), bb], dim=-1)
-    d2 = torch.bmm(a_aug, b_aug.transpose(1, 2))
-    return d2.clamp_min_(0.0) if inplace else d2.clamp_min(0.0)
 
 
 def _kernel_sums(x: Tensor, y: Tensor | None, kernel: Kernel, chunk_elements: int) -> Tensor:
@@ -105,7 +48,7 @@ def _kernel_sums(x: Tensor, y: Tensor | None, kernel: Kernel, chunk_elements: in
     acc = _acc_dtype(x.device)
     if bsz == 0 or n == 0 or m == 0:
         return torch.zeros(bsz, dtype=acc, device=x.device)
-    inplace = _inplace_ok(x) and _inplace_ok(other)
+    inplace = inplace_ok(x) and inplace_ok(other)
     if n * m <= chunk_elements:
         step_b, rows = max(1, chunk_elements // (n * m)), n
     else:
@@ -118,12 +61,12 @@ def _kernel_sums(x: Tensor, y: Tensor | None, kernel: Kernel, chunk_elements: in
         for r0 in range(0, n, rows):
             r1 = min(n, r0 + rows)
             if symmetric and rows < n:
-                k = kernel(_sq_dists(xb[:, r0:r1], ob[:, r0:], inplace))
+                k = kernel(sq_dists(xb[:, r0:r1], ob[:, r0:], inplace))
                 diag = k[:, :, : r1 - r0].sum(dim=(1, 2)).to(acc)
                 rest = k[:, :, r1 - r0 :].sum(dim=(1, 2)).to(acc)
                 s = diag + 2.0 * rest
             else:
-                s = kernel(_sq_dists(xb[:, r0:r1], ob, inplace)).sum(dim=(1, 2)).to(acc)
+                s = kernel(sq_dists(xb[:, r0:r1], ob, inplace)).sum(dim=(1, 2)).to(acc)
             total = total + s
         parts.append(total)
     return torch.cat(parts)

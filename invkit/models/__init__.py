@@ -1,6 +1,8 @@
-"""Network builders: the padded INN of the write-up and the conditional INN (model.kind=cinn)."""
+"""Networks: the INN of Ardizzone et al. (``inn``) and the conditional INN (``cinn``), both
+chains of FrEIA coupling blocks; :mod:`~invkit.models.kinds` builds either from the config."""
 
-from invkit.models.cinn import ConditionalINN, build_cinn
-from invkit.models.inn import PaddedINN, build_inn, resolve_dims
+from invkit.models.cinn import ConditionalINN
+from invkit.models.inn import PaddedINN, resolve_dims
+from invkit.models.kinds import MODEL_KINDS, build_model
 
-__all__ = ["ConditionalINN", "PaddedINN", "build_cinn", "build_inn", "resolve_dims"]
+__all__ = ["MODEL_KINDS", "ConditionalINN", "PaddedINN", "build_model", "resolve_dims"]

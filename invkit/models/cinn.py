@@ -1,6 +1,6 @@
 """The conditional INN (cINN): a normalising flow x <-> z for each observation y.
 
-Where the write-up's INN maps x to [y, z] and learns y as an output, the cINN takes y as a
+Where the INN of Ardizzone et al. maps x to [y, z] and learns y as an output, the cINN takes y as a
 *condition* of every coupling block and maps x alone to a latent z ~ N(0, I) of the same width:
 
     z = f(x; y),    x = g(z; y) = f^{-1}(z; y).
@@ -32,17 +32,12 @@ from __future__ import annotations
 
 import math
 
-import FrEIA.framework as Ff
-import FrEIA.modules as Fm
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from invkit.config import ModelConfig
 from invkit.errors import ConfigError
 from invkit.models import standardisation
-from invkit.models.inn import BLOCKS, _numpy_rng_preserved, coupling_block
-from invkit.problem import standard_normal_log_prob
+from invkit.models.network import coupling_chain, run_chain, seeded, standard_normal_log_prob
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -56,43 +51,38 @@ class ConditionalINN(nn.Module):
     ``log_prob(x, y) -> log q(x | y)`` (row by row, any x).
     """
 
-    def __init__(self, dim_x: int, dim_y: int, cfg: ModelConfig, seed: int = 0) -> None:
+    def __init__(self, dim_x: int, dim_y: int, *, block: str = "glow", n_blocks: int = 8,
+                 subnet_width: int = 256, subnet_depth: int = 2, clamp: float = 2.0,
+                 leaky_slope: float = 0.01, cond_features: int = 0, cond_width: int = 128,
+                 seed: int = 0) -> None:
         super().__init__()
-        if cfg.block not in BLOCKS:
-            raise ConfigError(f"model.block must be one of {', '.join(BLOCKS)}, got {cfg.block!r}.")
         if dim_x < 1 or dim_y < 1:
             raise ConfigError(f"the cINN needs dim_x >= 1 and dim_y >= 1, got {dim_x}, {dim_y}.")
         self.dim_x, self.dim_y = dim_x, dim_y
         self.dim_in = max(2, dim_x)  # a coupling block needs two halves
         self.n_aux = self.dim_in - dim_x
-        self.dim_cond = cfg.cond_features or dim_y
+        self.dim_cond = cond_features or dim_y
         # fixed standardisation of x and y (set from data by ``init_standardisation``)
         standardisation.add_buffers(self, dim_x, dim_y)
-
-        block, block_args = coupling_block(cfg)
-        with _numpy_rng_preserved(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            np.random.seed(seed % 2**32)  # AllInOneBlock's permutation comes from numpy's RNG
+        with seeded(seed):
             self.cond_net: nn.Module | None = None
-            if cfg.cond_features:
-                w = cfg.cond_width
+            if cond_features:
                 self.cond_net = nn.Sequential(
-                    nn.Linear(dim_y, w), nn.LeakyReLU(cfg.leaky_slope),
-                    nn.Linear(w, w), nn.LeakyReLU(cfg.leaky_slope),
-                    nn.Linear(w, cfg.cond_features),
+                    nn.Linear(dim_y, cond_width), nn.LeakyReLU(leaky_slope),
+                    nn.Linear(cond_width, cond_width), nn.LeakyReLU(leaky_slope),
+                    nn.Linear(cond_width, cond_features),
                 )
-            cond = Ff.ConditionNode(self.dim_cond, name="condition")
-            nodes: list[Ff.Node] = [Ff.InputNode(self.dim_in, name="input")]
-            for k in range(cfg.n_blocks):
-                nodes.append(Ff.Node(nodes[-1], block, block_args, conditions=cond,
-                                     name=f"coupling_{k}"))
-                nodes.append(Ff.Node(nodes[-1], Fm.PermuteRandom,
-                                     {"seed": (seed * 1000 + k) % 2**32},  # numpy: 32 bits
-                                     name=f"permute_{k}"))
-            nodes.append(Ff.OutputNode(nodes[-1], name="output"))
-            self.net = Ff.GraphINN(nodes + [cond])
+            self.net = coupling_chain(self.dim_in, n_blocks=n_blocks, block=block, clamp=clamp,
+                                      subnet_width=subnet_width, subnet_depth=subnet_depth,
+                                      leaky_slope=leaky_slope, cond_width=self.dim_cond,
+                                      seed=seed)
 
     # -- standardisation -------------------------------------------------------------------
+    @property
+    def needs_standardisation(self) -> bool:
+        """Whether the statistics still have to be set from data (once, before training)."""
+        return not bool(self.standardised)
+
     def init_standardisation(self, x: Tensor, y: Tensor) -> None:
         """Set the fixed affine maps of x and y from a batch (mean, std; constant dims: 1)."""
         standardisation.set_from_batch(self, x, y)
@@ -112,12 +102,12 @@ class ConditionalINN(nn.Module):
         u = (x - self.x_shift) / self.x_scale
         if self.n_aux:
             u = torch.cat([u, aux if aux is not None else u.new_zeros(u.shape[0], self.n_aux)], 1)
-        z, log_jac = self.net(u, c=[self.conditions(y)], jac=True)
+        z, log_jac = run_chain(self.net, u, self.conditions(y))
         return z, log_jac - self._log_scale()
 
     def decode(self, z: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """x = g(z; y) and log|det dg/dz| (the auxiliary coordinate, if any, is dropped)."""
-        u, log_jac = self.net(z, c=[self.conditions(y)], rev=True, jac=True)
+        u, log_jac = run_chain(self.net, z, self.conditions(y), rev=True)
         x = u[:, :self.dim_x] * self.x_scale + self.x_shift
         return x, log_jac + self._log_scale()
 
@@ -153,7 +143,3 @@ class ConditionalINN(nn.Module):
         if self.n_aux:
             return x, self.log_prob(x, y)
         return x, standard_normal_log_prob(z) - log_jac
-
-
-def build_cinn(cfg: ModelConfig, dim_x: int, dim_y: int, seed: int = 0) -> ConditionalINN:
-    return ConditionalINN(dim_x, dim_y, cfg, seed=seed)

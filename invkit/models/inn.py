@@ -1,32 +1,24 @@
-"""The write-up's INN: x padded to width D <-> [y | z | pad], from FrEIA graph nodes."""
+"""The INN of Ardizzone et al. (2019): x, zero-padded to width D, <-> [y | z | pad].
+
+Trained by the three losses of :mod:`invkit.training.inn_objective`, it learns the forward
+process as its y output and puts what y does not tell about x into a latent z ~ N(0, I);
+run backwards on [y, fresh z, zero padding] it samples the posterior.
+"""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
-import FrEIA.framework as Ff
-import FrEIA.modules as Fm
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from invkit.config import ModelConfig
 from invkit.errors import ConfigError
 from invkit.models import standardisation
-from invkit.models.subnets import dense_subnet
-from invkit.problem import standard_normal_log_prob
-
-BLOCKS = {
-    "glow": Fm.GLOWCouplingBlock,
-    "rnvp": Fm.RNVPCouplingBlock,
-    "allinone": Fm.AllInOneBlock,
-}
+from invkit.models.network import coupling_chain, run_chain, seeded, standard_normal_log_prob
 
 
-def resolve_dims(cfg: ModelConfig, dim_x: int, dim_y: int) -> tuple[int, int]:
-    """(dim_z, dim_total) with the config's 0 = automatic rule applied and checked."""
-    dim_z = cfg.dim_z or (max(1, dim_x - dim_y) if dim_y < dim_x else dim_x)
-    dim_total = cfg.dim_total or max(dim_x, dim_y + dim_z)
+def resolve_dims(dim_x: int, dim_y: int, dim_z: int = 0, dim_total: int = 0) -> tuple[int, int]:
+    """(dim_z, dim_total) with the 0 = automatic rule applied and checked."""
+    dim_z = dim_z or (max(1, dim_x - dim_y) if dim_y < dim_x else dim_x)
+    dim_total = dim_total or max(dim_x, dim_y + dim_z)
     if dim_total < max(dim_x, dim_y + dim_z):
         raise ConfigError(
             f"model.dim_total={dim_total} is too small: it must hold x ({dim_x}) and "
@@ -38,83 +30,56 @@ def resolve_dims(cfg: ModelConfig, dim_x: int, dim_y: int) -> tuple[int, int]:
     return dim_z, dim_total
 
 
-def coupling_block(cfg: ModelConfig) -> tuple[type, dict]:
-    """The FrEIA block class and its arguments (AllInOne names its clamp differently)."""
-    subnet = dense_subnet(cfg.subnet_width, cfg.subnet_depth, cfg.leaky_slope)
-    clamp_key = "affine_clamping" if cfg.block == "allinone" else "clamp"
-    return BLOCKS[cfg.block], {"subnet_constructor": subnet, clamp_key: cfg.clamp}
-
-
-@contextmanager
-def _numpy_rng_preserved():
-    """FrEIA 0.2's PermuteRandom(seed=k) reseeds numpy's global RNG; undo that side effect."""
-    state = np.random.get_state()
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
-
-
 class PaddedINN(nn.Module):
     """x (zero-padded to ``dim_total``) -> [y | z | pad] and back.
 
     ``forward`` and ``inverse`` return ``(out, log|det J|)`` of the direction they compute.
 
-    With ``model.standardize`` the network works on standardised x and y (fixed per-dimension
+    With ``standardise`` the network works on standardised x and y (fixed per-dimension
     shift and scale, buffers set by ``init_standardisation`` from the first training batch):
     ``forward``/``inverse`` and the losses see that space, ``sample_posterior`` and ``predict``
-    map back to the original units (the density gets the scaling's log-det). Off (default),
-    the model has no such buffers and computes exactly what it did without the option.
+    map back to the original units (the density gets the scaling's log-det). Off, the model
+    has no such buffers.
     """
 
-    def __init__(self, dim_x: int, dim_y: int, cfg: ModelConfig, seed: int = 0) -> None:
+    def __init__(self, dim_x: int, dim_y: int, *, dim_z: int = 0, dim_total: int = 0,
+                 block: str = "glow", n_blocks: int = 8, subnet_width: int = 256,
+                 subnet_depth: int = 2, clamp: float = 2.0, leaky_slope: float = 0.01,
+                 standardise: bool = False, seed: int = 0) -> None:
         super().__init__()
-        if cfg.block not in BLOCKS:
-            raise ConfigError(f"model.block must be one of {', '.join(BLOCKS)}, got {cfg.block!r}.")
         self.dim_x, self.dim_y = dim_x, dim_y
-        self.dim_z, self.dim_total = resolve_dims(cfg, dim_x, dim_y)
-        self.standardize = bool(cfg.standardize)
-        if self.standardize:  # off: no buffers, so the state dict is what it always was
+        self.dim_z, self.dim_total = resolve_dims(dim_x, dim_y, dim_z, dim_total)
+        self.standardise = bool(standardise)
+        if self.standardise:  # off: no buffers, so the state dict is what it always was
             standardisation.add_buffers(self, dim_x, dim_y)
-        block, block_args = coupling_block(cfg)
-        with _numpy_rng_preserved(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            # AllInOneBlock draws its permutation from numpy's global RNG: seed it too (the
-            # caller's numpy state is restored on exit), so the seed alone fixes the network
-            np.random.seed(seed % 2**32)
-            nodes: list[Ff.Node] = [Ff.InputNode(self.dim_total, name="input")]
-            for k in range(cfg.n_blocks):
-                nodes.append(Ff.Node(nodes[-1], block, block_args, name=f"coupling_{k}"))
-                # numpy seeds must fit 32 bits: identical permutations for seeds below 4294967
-                nodes.append(Ff.Node(nodes[-1], Fm.PermuteRandom,
-                                     {"seed": (seed * 1000 + k) % 2**32},
-                                     name=f"permute_{k}"))
-            nodes.append(Ff.OutputNode(nodes[-1], name="output"))
-            self.net = Ff.GraphINN(nodes)
-        # The graph is a chain: run its modules in order (state dict unchanged). FrEIA 0.2's
-        # GraphINN.forward builds a CPU tensor and copies it to the device on every call and
-        # for every PermuteRandom (a blocking host-to-device copy each on CUDA: 1 + n_blocks
-        # per pass).
-        special = (Ff.InputNode, Ff.OutputNode)
-        self._chain = [n.module for n in self.net.node_list if not isinstance(n, special)]
+        with seeded(seed):
+            self.net = coupling_chain(self.dim_total, n_blocks=n_blocks, block=block,
+                                      clamp=clamp, subnet_width=subnet_width,
+                                      subnet_depth=subnet_depth, leaky_slope=leaky_slope,
+                                      seed=seed)
 
-    # -- standardisation (model.standardize) -----------------------------------------------
+    # -- standardisation -------------------------------------------------------------------
+    @property
+    def needs_standardisation(self) -> bool:
+        """Whether the statistics still have to be set from data (once, before training)."""
+        return self.standardise and not bool(self.standardised)
+
     def init_standardisation(self, x: Tensor, y: Tensor) -> None:
         """Set the fixed affine maps of x and y from a batch (mean, std; constant dims: 1)."""
-        if not self.standardize:
+        if not self.standardise:
             raise ConfigError("init_standardisation needs a model built with "
-                              "model.standardize=true.")
+                              "model.standardise=true.")
         standardisation.set_from_batch(self, x, y)
 
     def standardise_x(self, x: Tensor) -> Tensor:
-        return (x - self.x_shift) / self.x_scale if self.standardize else x
+        return (x - self.x_shift) / self.x_scale if self.standardise else x
 
     def standardise_y(self, y: Tensor) -> Tensor:
-        return (y - self.y_shift) / self.y_scale if self.standardize else y
+        return (y - self.y_shift) / self.y_scale if self.standardise else y
 
     def unstandardise_x(self, u: Tensor) -> Tensor:
         """Back to the original units: x = shift + scale * u."""
-        return u * self.x_scale + self.x_shift if self.standardize else u
+        return u * self.x_scale + self.x_shift if self.standardise else u
 
     # -- layout helpers --------------------------------------------------------------------
     @property
@@ -138,14 +103,7 @@ class PaddedINN(nn.Module):
 
     # -- directions ------------------------------------------------------------------------
     def forward(self, x_padded: Tensor, rev: bool = False) -> tuple[Tensor, Tensor]:
-        h, log_jac = (x_padded,), None
-        for module in (reversed(self._chain) if rev else self._chain):
-            h, jac = module(h, rev=rev, jac=True)
-            if torch.is_tensor(jac):  # volume-preserving modules return a float 0.0
-                log_jac = jac if log_jac is None else log_jac + jac
-        if log_jac is None:
-            log_jac = x_padded.new_zeros(x_padded.shape[0])
-        return h[0], log_jac
+        return run_chain(self.net, x_padded, rev=rev)
 
     def inverse(self, yz_padded: Tensor) -> tuple[Tensor, Tensor]:
         return self.forward(yz_padded, rev=True)
@@ -159,7 +117,7 @@ class PaddedINN(nn.Module):
         x_pad, log_jac_rev = self.inverse(self.join_output(self.standardise_y(y), z, pad))
         x = self.unstandardise_x(x_pad[:, :self.dim_x])
         log_q = standard_normal_log_prob(z) - log_jac_rev
-        if self.standardize:  # the density of x, not of its standardised u
+        if self.standardise:  # the density of x, not of its standardised u
             log_q = log_q - torch.log(self.x_scale).sum()
         return x, log_q
 
@@ -168,8 +126,4 @@ class PaddedINN(nn.Module):
         u = self.standardise_x(x)
         out, _ = self(self.pad_input(u, u.new_zeros(u.shape[0], self.pad_x)))
         y = self.split_output(out)[0]
-        return y * self.y_scale + self.y_shift if self.standardize else y
-
-
-def build_inn(cfg: ModelConfig, dim_x: int, dim_y: int, seed: int = 0) -> PaddedINN:
-    return PaddedINN(dim_x, dim_y, cfg, seed=seed)
+        return y * self.y_scale + self.y_shift if self.standardise else y

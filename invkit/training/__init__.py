@@ -1,1 +1,1 @@
-"""Training: losses and the trainer of the write-up's method."""
+"""Training: the objectives of each model kind, their losses, the data and the trainer."""

@@ -1,4 +1,5 @@
-"""The write-up's losses: MSE for L_y, multi-scale inverse-multiquadric MMD for L_z and L_x.
+"""The losses of the INN's three-loss training (Ardizzone et al. 2019): MSE for L_y, the
+multi-scale inverse-multiquadric MMD (:func:`invkit.kernels.imq_kernel`) for L_z and L_x.
 
 The MMD works on the stacked samples p = [x; y] with weights w = (1/n, ..., -1/m, ...), so
 MMD^2 = w^T K w: one pass over blocks of rows of the distance matrix computes the value and
@@ -13,21 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-
-def pairwise_sq_dists(a: Tensor) -> Tensor:
-    """Squared Euclidean distances between all rows of ``a`` (clamped at 0 against round-off)."""
-    sq = (a * a).sum(dim=1)
-    d2 = sq[:, None] + sq[None, :] - 2.0 * (a @ a.T)
-    return d2.clamp_min_(0.0)
-
-
-def imq_kernel_sum(d2: Tensor, widths: Sequence[float]) -> Tensor:
-    """sum_a a^2 / (a^2 + d^2): heavy tails keep gradients alive for far-apart samples."""
-    k = torch.zeros_like(d2)
-    for a in widths:
-        a2 = float(a) ** 2
-        k.add_(a2 / (a2 + d2))
-    return k
+from invkit.kernels import imq_kernel, sq_dists
 
 
 def _chunk_rows(n: int, device: torch.device) -> int:
@@ -103,18 +90,12 @@ def mmd2(x: Tensor, y: Tensor, widths: Sequence[float]) -> Tensor:
 
 
 def mmd2_reference(x: Tensor, y: Tensor, widths: Sequence[float]) -> Tensor:
-    """The straightforward form (three matrices per width); kept for tests and benchmarks."""
-    xx, yy, xy = x @ x.T, y @ y.T, x @ y.T
-    rx, ry = xx.diag(), yy.diag()
-    dxx = rx[:, None] + rx[None, :] - 2 * xx
-    dyy = ry[:, None] + ry[None, :] - 2 * yy
-    dxy = rx[:, None] + ry[None, :] - 2 * xy
-    total = x.new_zeros(())
-    for a in widths:
-        a2 = float(a) ** 2
-        total = total + (a2 / (a2 + dxx)).mean() + (a2 / (a2 + dyy)).mean()
-        total = total - 2 * (a2 / (a2 + dxy)).mean()
-    return total
+    """The straightforward form (three kernel matrices, kept for autograd); for tests and
+    benchmarks of the fused one."""
+    def mean_k(a: Tensor, b: Tensor) -> Tensor:
+        return imq_kernel(sq_dists(a[None], b[None])[0], widths).mean()
+
+    return mean_k(x, x) + mean_k(y, y) - 2 * mean_k(x, y)
 
 
 def mse(a: Tensor, b: Tensor) -> Tensor:

@@ -1,4 +1,11 @@
-"""Training objectives as modules, so DistributedDataParallel sees the whole loss in forward."""
+"""The table of objectives, one per model kind (the kinds are in :mod:`invkit.models.kinds`).
+
+An objective is a module (so that DistributedDataParallel sees the whole loss in ``forward``)
+called as ``objective(x, y, gen, x_weight, part)`` on one *global* batch. It returns its loss
+terms by name, already weighted; the trainer sums them (:func:`total_loss`), in one place.
+
+``part`` (:mod:`invkit.training.batch`) says which rows of the batch this process computes.
+"""
 
 from __future__ import annotations
 
@@ -7,144 +14,54 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from invkit.config import TrainConfig
+from invkit.config import RunConfig
 from invkit.errors import ConfigError
-from invkit.models.inn import PaddedINN
-from invkit.training.losses import mmd2, mse
-
-LOSS_NAMES = ("total", "l_y", "l_z", "l_x", "l_recon")
-PAD_LOSS_NAMES = LOSS_NAMES + ("l_pad",)  # with train.lambda_pad > 0
+from invkit.problem import Problem
+from invkit.training.cinn_objective import MaxLikelihoodObjective
+from invkit.training.inn_objective import INNObjective
 
 
-class INNObjective(nn.Module):
-    """The write-up's three losses (plus the authors' reconstruction term) for one batch.
+def _inn(cfg: RunConfig, model: nn.Module, problem: Problem | None) -> nn.Module:
+    sim = None
+    if problem is not None and cfg.train.lambda_resim > 0:
+        if problem.noise_std > 0:
+            raise ConfigError(
+                f"train.lambda_resim asks samples to reproduce y exactly through the "
+                f"forward process, but problem {problem.name!r} has observation noise "
+                f"(noise_std {problem.noise_std:g}), so its posterior does not: drop "
+                f"--set train.lambda_resim for it.")
+        sim = problem.forward_process
+    return INNObjective(model, cfg.train, sim)  # type: ignore[arg-type]
 
-    Forward direction: L_y = MSE of [y, pad] against the noisy y and the padding noise;
-    L_z = MMD of [y_pred (detached), z] against [y, N(0, I)]. Inverse direction:
-    L_x = MMD of g(y, z ~ N(0, I)) against the batch's x; L_recon = MSE of g(y, f_z(x) + noise)
-    against x. Both inverse passes run as one batch. Summing before one backward gives the
-    same gradients as the authors' two accumulated backward passes.
 
-    Three options beyond the authors' recipe, off by default: ``train.pad_noise_on="x"`` puts
-    the padding noise on x's padding only (the forward then learns to ignore that padding,
-    which sampling drops); ``train.lambda_pad`` adds L_pad = MSE of the x-padding of
-    g(y, z ~ N(0, I)) against zero (otherwise information can hide there and is lost when
-    samples drop it); ``train.lambda_resim`` adds L_resim = MSE of s(x) at those samples
-    against their y, through the problem's own (torch, noise-free) forward process, so the
-    samples meet y through s itself rather than only through the learnt forward map.
-    ``train.mmd_x_y_scale = k > 0`` makes L_x compare the pairs (g(y, z), k y) with (x, k y)
-    for the batch's y: the joint of x and y, which matches only when every posterior does,
-    where the authors' L_x matches the marginal of x (which any mix-up of posteriors between
-    observations also matches); k sets how finely the kernel tells observations apart.
-    docs/guide/plugin.md has what they do on the arm.
+def _cinn(cfg: RunConfig, model: nn.Module, problem: Problem | None) -> nn.Module:
+    return MaxLikelihoodObjective(model, cfg.train)  # type: ignore[arg-type]
 
-    With ``model.standardize`` x and y are standardised first (the model's fixed maps, set
-    from the first global batch unless it has them already: identical on every DDP rank), so
-    all four losses, ``train.y_noise`` and the MMD widths act in the standardised space.
-    """
 
-    def __init__(self, model: PaddedINN, cfg: TrainConfig,
-                 simulator: Callable[[Tensor], Tensor] | None = None) -> None:
-        super().__init__()
-        self.model = model
-        self.cfg = cfg
-        self.simulator = simulator
-        # set by invkit.distributed under DDP: the batch and its noise are the global ones,
-        # this process computes its slice of rows (see invkit/distributed.py)
-        self.shard = None
-        self._passes = None  # the network's passes, torch.compiled by compile_network()
-        self._checked = False  # model.standardize: statistics checked (a python flag)
-        self._resim_checked = False
-        self.loss_names = LOSS_NAMES + tuple(
-            name for name, w in (("l_pad", cfg.lambda_pad), ("l_resim", cfg.lambda_resim)) if w > 0)
+OBJECTIVES: dict[str, Callable[[RunConfig, nn.Module, Problem | None], nn.Module]] = {
+    "inn": _inn,
+    "cinn": _cinn,
+}
+"""model.kind -> the objective that trains it (the same keys as ``MODEL_KINDS``)."""
 
-    def compile_network(self) -> None:
-        """``train.compile``: torch.compile the two network passes (fixed shapes, two graphs);
-        the noise, losses and fused MMD stay eager. Measured slower on CPU (see
-        docs/performance.md); meant for accelerators."""
-        self._passes = torch.compile(self.model.forward, dynamic=False)
 
-    def forward(self, x: Tensor, y: Tensor, gen: torch.Generator, x_weight: float) -> Tensor:
-        cfg, m, shard = self.cfg, self.model, self.shard
-        n, dev = x.shape[0], x.device  # the global batch: noise is drawn for all of it
-        if m.standardize:
-            if not self._checked:
-                if not bool(m.standardised):  # a resumed or loaded model keeps its own
-                    m.init_standardisation(x, y)
-                self._checked = True
-            x, y = m.standardise_x(x), m.standardise_y(y)
+def build_objective(cfg: RunConfig, model: nn.Module, problem: Problem | None = None
+                    ) -> nn.Module:
+    if cfg.model.kind not in OBJECTIVES:
+        raise ConfigError(f"model.kind {cfg.model.kind!r} has no objective; known kinds: "
+                          f"{', '.join(OBJECTIVES)}.")
+    return OBJECTIVES[cfg.model.kind](cfg, model, problem)
 
-        def randn(width: int) -> Tensor:
-            t = torch.randn(n, width, generator=gen, device=dev, dtype=x.dtype)
-            return t if shard is None else shard.rows(t)
 
-        mmd = mmd2 if shard is None else shard.mmd2
-        net = self._passes if self._passes is not None else m
-        if shard is not None:
-            x, y = shard.rows(x), shard.rows(y)
-        b = x.shape[0]
+def total_loss(terms: dict[str, Tensor]) -> Tensor:
+    """The one place loss terms are summed (in their order: the sum's rounding is part of a
+    seeded run's result)."""
+    return sum(terms.values())  # type: ignore[return-value]
 
-        yz_noise = cfg.pad_noise if cfg.pad_noise_on == "both" else 0.0
-        x_pad = m.pad_input(x, cfg.pad_noise * randn(m.pad_x))
-        y_noisy = y + cfg.y_noise * randn(m.dim_y)
-        pad_target = yz_noise * randn(m.pad_yz)  # drawn even when 0: the same stream either way
 
-        out, _ = net(x_pad)
-        out_y, out_z, out_pad = m.split_output(out)
-        l_y = cfg.lambda_y * mse(torch.cat([out_y, out_pad], 1),
-                                 torch.cat([y_noisy, pad_target], 1))
-        l_z = cfg.lambda_z * mmd(
-            torch.cat([out_y.detach(), out_z], 1),
-            torch.cat([y_noisy, randn(m.dim_z)], 1),
-            cfg.mmd_widths_z,
-        )
-
-        y_rev = y + cfg.y_noise * randn(m.dim_y)
-        pad_rev = yz_noise * randn(m.pad_yz)
-        z_rand = randn(m.dim_z)
-        z_recon = out_z.detach() + cfg.y_noise * randn(m.dim_z)
-        yz = torch.cat([m.join_output(y_rev, z_rand, pad_rev),
-                        m.join_output(y_rev, z_recon, pad_rev)], 0)
-        x_rev, _ = net(yz, rev=True)
-        x_rand, x_recon = x_rev[:b], x_rev[b:]
-        sampled, data = x_rand[:, :m.dim_x], x  # what L_x compares
-        if cfg.mmd_x_y_scale > 0:  # pairs (x, k y): the posteriors, not only the marginal
-            y_k = cfg.mmd_x_y_scale * y_rev
-            sampled, data = torch.cat([sampled, y_k], 1), torch.cat([data, y_k], 1)
-        l_x = (cfg.lambda_x * x_weight) * mmd(sampled, data, cfg.mmd_widths_x)
-        l_recon = cfg.lambda_recon * mse(x_recon, x_pad)
-        total = l_y + l_z + l_x + l_recon
-        losses = [total, l_y.detach(), l_z.detach(), l_x.detach(), l_recon.detach()]
-        if cfg.lambda_pad > 0:  # samples drop x's padding: keep it empty, not a hiding place
-            pad = x_rand[:, m.dim_x:]  # empty without padding: then L_pad is 0, not NaN
-            l_pad = cfg.lambda_pad * pad.square().sum() / max(1, pad.numel())
-            losses[0] = total + l_pad
-            losses.append(l_pad.detach())
-        if cfg.lambda_resim > 0:  # the samples g(y, z) should reproduce y through s
-            x_hat = m.unstandardise_x(x_rand[:, :m.dim_x])
-            l_resim = cfg.lambda_resim * mse(m.standardise_y(self._simulate(x_hat)), y_rev)
-            losses[0] = losses[0] + l_resim
-            losses.append(l_resim.detach())
-        return torch.stack(losses)
-
-    def _simulate(self, x: Tensor) -> Tensor:
-        """s(x) for L_resim; the first call checks that gradients pass through s."""
-        if self.simulator is None:
-            raise ConfigError("train.lambda_resim needs the problem's forward process: build "
-                              "the objective with it (INNObjective(model, cfg, simulator)).")
-        y = self.simulator(x)
-        if not self._resim_checked:
-            name = getattr(self.simulator, "name", repr(self.simulator))
-            if not isinstance(y, Tensor) or y.shape != (x.shape[0], self.model.dim_y):
-                got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
-                raise ConfigError(f"train.lambda_resim: forward process {name!r} returned "
-                                  f"{got} for x of shape {tuple(x.shape)}; expected "
-                                  f"({x.shape[0]}, {self.model.dim_y}).")
-            if x.requires_grad and not y.requires_grad:
-                raise ConfigError(
-                    f"train.lambda_resim needs gradients through the forward process, and "
-                    f"{name!r} returned a tensor without them (computed outside torch, e.g. in "
-                    f"numpy, or under no_grad). Write s(x) in torch operations, or drop "
-                    f"--set train.lambda_resim.")
-            self._resim_checked = True
-        return y
+def set_standardisation(model: nn.Module, x: Tensor, y: Tensor) -> None:
+    """Set a model's fixed standardisation from a batch, once, if it uses one and has none yet
+    (a resumed or loaded model keeps its own)."""
+    if getattr(model, "needs_standardisation", False):
+        with torch.no_grad():
+            model.init_standardisation(x, y)

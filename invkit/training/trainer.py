@@ -20,16 +20,13 @@ from torch import Tensor, nn
 from invkit import distributed
 from invkit.config import RunConfig
 from invkit.device import make_generator
-from invkit.errors import ConfigError, InvkitError, TrainingDiverged
-from invkit.models import build_inn
+from invkit.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from invkit.models.kinds import build_model
 from invkit.problem import Problem
+from invkit.progress import ProgressBar
 from invkit.training.data import Dataset, generate
 from invkit.training.losses import inverse_weight_ramp
-from invkit.training.objectives import LOSS_NAMES, INNObjective
-
-
-class TrainingInterrupted(InvkitError):
-    """Training stopped on Ctrl-C or SIGTERM after saving a checkpoint."""
+from invkit.training.objectives import build_objective, set_standardisation, total_loss
 
 
 @dataclass
@@ -41,32 +38,6 @@ class TrainResult:
     data_time_s: float = 0.0
 
 
-def build_model(cfg: RunConfig, problem: Problem) -> nn.Module:
-    if cfg.model.kind == "inn":
-        return build_inn(cfg.model, problem.dim_x, problem.dim_y, seed=cfg.seed)
-    from invkit.models.registry import build_other_model
-
-    return build_other_model(cfg, problem)
-
-
-def build_objective(cfg: RunConfig, model: nn.Module, problem: Problem | None = None
-                    ) -> nn.Module:
-    if cfg.model.kind == "inn":
-        sim = None
-        if problem is not None and cfg.train.lambda_resim > 0:
-            if problem.noise_std > 0:
-                raise ConfigError(
-                    f"train.lambda_resim asks samples to reproduce y exactly through the "
-                    f"forward process, but problem {problem.name!r} has observation noise "
-                    f"(noise_std {problem.noise_std:g}), so its posterior does not: drop "
-                    f"--set train.lambda_resim for it.")
-            sim = problem._forward()
-        return INNObjective(model, cfg.train, sim)  # type: ignore[arg-type]
-    from invkit.models.registry import build_other_objective
-
-    return build_other_objective(cfg, model)
-
-
 class Trainer:
     """Trains one model for one problem; resumable through ``state_dict``."""
 
@@ -76,10 +47,10 @@ class Trainer:
         self.problem, self.cfg, self.device = problem, cfg, device
         self.progress = progress
         self.on_checkpoint = on_checkpoint
-        self.model = build_model(cfg, problem).to(device)
+        self.model = build_model(cfg.model, problem.dim_x, problem.dim_y, cfg.seed).to(device)
         self.objective = build_objective(cfg, self.model, problem)
-        # what the objective's stacked losses are (total first); the INN's by default
-        self.loss_names = tuple(getattr(self.objective, "loss_names", LOSS_NAMES))
+        # what is logged: the total, then the objective's terms
+        self.loss_names = ("total", *self.objective.term_names)
         t = cfg.train
         # under torchrun: the objective in DDP, each rank on its slice of the global batch
         self.dist = distributed.current()
@@ -128,16 +99,17 @@ class Trainer:
         return t.lr_final + 0.5 * (t.lr - t.lr_final) * (1.0 + math.cos(math.pi * frac))
 
     def _train_step(self, x: Tensor, y: Tensor, x_weight: float) -> Tensor:
-        losses = self.objective(x, y, self.gen, x_weight)
+        terms = self.objective(x, y, self.gen, x_weight)
+        total = total_loss(terms)
         self.optimizer.zero_grad(set_to_none=True)
-        losses[0].backward()
+        total.backward()
         t = self.cfg.train
         if t.grad_clamp > 0:
             torch.nn.utils.clip_grad_value_(self._params, t.grad_clamp, foreach=self._fused)
         if t.grad_clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self._params, t.grad_clip_norm)
         self.optimizer.step()
-        return losses.detach()
+        return torch.stack([total.detach(), *(t.detach() for t in terms.values())])
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -146,8 +118,15 @@ class Trainer:
         t = self.cfg.train
         self.model.train()
         acc = self.loss_acc  # updated in place
-        bar = _Progress(self.progress, total=t.steps, start=self.step,
-                        description=f"training {self.problem.name}")
+        first = None
+        if self.step == 0 and getattr(self.model, "needs_standardisation", False):
+            # statistics from the first global batch (the same on every rank), set once before
+            # the loop; that batch is then the first step's, so the stream of batches is the
+            # one a model without standardisation sees
+            first = self.data.batch(t.batch_size, self.gen)
+            set_standardisation(self.model, *first)
+        bar = ProgressBar(f"training {self.problem.name}", t.steps, start=self.step,
+                          enabled=self.progress)
         t_start = time.perf_counter() - self.train_time_s
         with bar, _stop_on_signals() as stop:
             while self.step < t.steps:
@@ -164,7 +143,8 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.lr_at(self.step)
                 weight = inverse_weight_ramp(self.step / t.steps) if t.ramp_x else 1.0
-                x, y = self.data.batch(t.batch_size, self.gen)
+                x, y = first if first is not None else self.data.batch(t.batch_size, self.gen)
+                first = None
                 acc += self._step_fn(x, y, weight)
                 self.loss_acc_n += 1
                 self.step += 1
@@ -175,7 +155,7 @@ class Trainer:
                                        elapsed)
                     acc.zero_()
                     self.loss_acc_n = 0
-                    bar.update(self.step, record)
+                    bar.update(completed=self.step, status=f"loss {record['total']:.4g}")
                 if t.checkpoint_every and self.step % t.checkpoint_every == 0 \
                         and self.step < t.steps:
                     self.train_time_s = time.perf_counter() - t_start
@@ -278,44 +258,3 @@ def _stop_on_signals():
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-class _Progress:
-    """A rich progress bar with the running losses; silent when disabled."""
-
-    def __init__(self, enabled: bool, total: int, start: int, description: str) -> None:
-        self.enabled = enabled
-        self.total, self.start, self.description = total, start, description
-        self._progress = None
-        self._task = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
-                transient=False,
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task(self.description, total=self.total,
-                                                 completed=self.start, losses="")
-        return self
-
-    def update(self, step: int, record: dict[str, float]) -> None:
-        if self._progress is not None:
-            text = " ".join(f"{k}={v:.4g}" for k, v in record.items()
-                            if k not in ("step", "lr", "time_s"))
-            self._progress.update(self._task, completed=step, losses=text)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)

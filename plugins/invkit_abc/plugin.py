@@ -7,11 +7,10 @@ from typing import Any
 
 import torch
 
-from invkit import distributed
-from invkit.errors import InvkitError, suggest
-from invkit.hookspecs import hookimpl
-from invkit.problem import Baseline, BaselineResult, Problem
-from invkit_abc.abc import quantile_abc, rejection_abc
+from invkit import Baseline, BaselineResult, InvkitError, Problem, distributed, hookimpl
+from invkit.errors import suggest
+from invkit_abc.quantile import quantile_abc
+from invkit_abc.rejection import rejection_abc
 
 OPTIONS: dict[str, Any] = {
     "method": "rejection",  # rejection | quantile
@@ -20,7 +19,6 @@ OPTIONS: dict[str, Any] = {
     "n_keep": 0,  # quantile: nearest draws kept per target; 0 keeps n
     "chunk_size": 1_000_000,  # simulations per step; memory, not results, depends on it
     "min_accept": 100,  # rejection: warn about targets with fewer acceptances (or fewer than n)
-    "progress": True,  # rich progress bar on stderr
 }
 METHODS = ("rejection", "quantile")
 
@@ -31,6 +29,7 @@ def run(
     n: int,
     options: Mapping[str, Any],
     generator: torch.Generator,
+    progress: bool = False,
 ) -> BaselineResult:
     """Up to n posterior samples per row of y by rejection ABC, or exactly n by quantile ABC.
 
@@ -51,7 +50,7 @@ def run(
     common = {
         "chunk_size": opts["chunk_size"],
         "generator": generator,
-        "progress": opts["progress"],
+        "progress": progress,
         "shard": distributed.current(),
     }
     if method == "rejection":
@@ -79,5 +78,7 @@ def invkit_register_baselines(register: Callable[[Baseline], None]) -> None:
                 "(n nearest of one shared simulation pool); needs only a prior and a simulator"
             ),
             options=dict(OPTIONS),
+            # as an evaluation reference: the n nearest draws of one shared pool per target
+            reference_options={"method": "quantile", "n_keep": 0},
         )
     )

@@ -1,1 +1,1 @@
-"""The 8-mode Gaussian mixture of the write-up, as an invkit problem plugin."""
+"""The 8-mode Gaussian mixture of Ardizzone et al. (2019), as an invkit problem plugin."""

@@ -1,4 +1,4 @@
-"""The write-up's figures of merit for the mixture: forward accuracy and posterior mode mass."""
+"""Figures of merit for the mixture: forward accuracy and the posterior's mass per mode."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def exact_mode_masses(labels: str, colour: int) -> Tensor:
 
 
 def metrics(ctx: Any) -> dict[str, Any]:
-    from invkit.evaluation.metrics import mmd
+    from invkit.evaluation import mmd
 
     labels = ctx.problem.options["labels"]
     post = ctx.posterior

@@ -15,7 +15,7 @@ MODES = torch.tensor([
 ])
 STD = 0.2
 LABEL_MAPS = {
-    "all": (0, 1, 2, 3, 4, 5, 6, 7),  # 8 colours: the write-up's experiment
+    "all": (0, 1, 2, 3, 4, 5, 6, 7),  # 8 colours, one per mode
     "some": (0, 0, 0, 0, 1, 1, 2, 3),  # 4 colours: colour 0 has four modes
 }
 

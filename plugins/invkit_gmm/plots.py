@@ -1,4 +1,4 @@
-"""The write-up's figure: forward (test points coloured by predicted label) and inverse."""
+"""The mixture's figure: forward (test points coloured by predicted label) and inverse."""
 
 from __future__ import annotations
 

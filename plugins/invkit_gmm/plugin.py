@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import invkit
-from invkit import ForwardProcess, Prior, Problem, ProblemSpec
-from invkit.errors import InvkitError
+from invkit import ForwardProcess, InvkitError, Prior, Problem, ProblemSpec
 from invkit_gmm import mixture
 
 # "default" is tuned on the hard case (labels=some: one colour has four modes) for a 2-core
-# CPU; the measurements behind it are in the README. Small batches and many steps pay: MMD
+# CPU; docs/performance.md has the measurements behind it. Small batches and many steps pay: MMD
 # costs grow with the square of the batch, its gradient quality much more slowly.
 DEFAULT = {
     "model.n_blocks": 6, "model.subnet_width": 128, "model.subnet_depth": 2,
@@ -51,12 +50,13 @@ def build(labels: str = "all") -> Problem:
     return Problem(
         name="gmm", prior="gmm_prior", forward=f"gmm_colour_{labels}",
         description="8-mode Gaussian mixture; y is the one-hot colour of the mode",
-        presets=PRESETS, reference_posterior=mixture.make_reference_posterior(labels),
+        reference_posterior=mixture.make_reference_posterior(labels),
         metrics=metrics, plots=plots,
     )
 
 
 @invkit.hookimpl
 def invkit_register_problems(register):
-    register(ProblemSpec(name="gmm", build=build, options={"labels": "all"},
-                         description="The write-up's 8-mode Gaussian mixture (labels: all|some)"))
+    register(ProblemSpec(name="gmm", build=build, options={"labels": "all"}, presets=PRESETS,
+                         description="8-mode Gaussian mixture of Ardizzone et al. "
+                                     "(labels: all|some)"))

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from invkit.errors import InvkitError
+from invkit import InvkitError
 
 LENGTHS = (0.5, 0.5, 1.0)
 """Segment lengths l1, l2, l3 (shoulder to end point)."""

@@ -14,11 +14,10 @@ import torch
 from invkit.evaluation.calibration import (
     coverage_from_ranks,
     expected_coverage,
-    plot_coverage,
-    plot_rank_histograms,
     rank_uniformity,
     sbc_ranks,
 )
+from invkit.evaluation.calibration_plots import plot_coverage, plot_rank_histograms
 
 S = 0.5
 POST_STD = math.sqrt(S * S / (1 + S * S))

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from invkit.config import RunConfig, set_key
-from invkit.evaluation.context import EvalContext
 from invkit.evaluation.diagnostics import (
     baseline_sampler,
     calibration_metrics,
     calibration_report,
     posterior_log_prob,
 )
+from invkit.problem import EvalContext
 
 S = 0.5
 POST_STD = math.sqrt(S * S / (1 + S * S))
@@ -145,8 +145,7 @@ def test_abc_sampler_adapter():
     problem = get_registry().build_problem("kinematics", {})
     g = torch.Generator().manual_seed(0)
     x, y = problem.sample_joint(40, g)
-    sample = baseline_sampler(problem, "abc", {"method": "quantile", "budget": 200_000,
-                                               "progress": False}, g)
+    sample = baseline_sampler(problem, "abc", {"budget": 200_000}, g)
     rep = calibration_report(sample, x, y, 19, batch=40)
     assert rep["calibration_targets"] == 40 and rep["calibration_hpd_score"] == "kde"
     assert math.isfinite(rep["calibration_max_coverage_deviation"])

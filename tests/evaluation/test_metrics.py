@@ -9,14 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from invkit.evaluation.metrics import (
-    benchmark_kernel,
-    err_post,
-    err_resim,
-    imq_kernel,
-    mmd,
-    mmd_batched,
-)
+from invkit.evaluation.metrics import err_post, err_resim, mmd, mmd_batched
+from invkit.kernels import benchmark_kernel, imq_kernel
 
 WIDTHS = (0.05, 0.2, 0.9)
 

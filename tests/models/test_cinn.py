@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from invkit import ForwardProcess, Prior, Problem
-from invkit.config import ModelConfig, RunConfig, build_config, resolve_key, set_key
+from invkit.config import RunConfig, build_config, resolve_key, set_key
 from invkit.errors import InvkitError
 from invkit.models.cinn import ConditionalINN
 from invkit.models.inn import PaddedINN
@@ -31,7 +31,7 @@ def _random_init(model: torch.nn.Module, gen: torch.Generator, scale: float = 0.
 
 def _model(dim_x=3, dim_y=2, seed=1, scale=0.3, **cfg) -> ConditionalINN:
     cfg = {"n_blocks": 4, "subnet_width": 32, **cfg}
-    m = ConditionalINN(dim_x, dim_y, ModelConfig(**cfg), seed=seed).double()
+    m = ConditionalINN(dim_x, dim_y, **cfg, seed=seed).double()
     g = torch.Generator().manual_seed(0)
     _random_init(m, g, scale)
     # a non-trivial standardisation, so its log-det is tested as well
@@ -93,7 +93,7 @@ def test_density_is_normalised():
 
 
 def test_one_dimensional_x_is_padded():
-    m = ConditionalINN(1, 2, ModelConfig(n_blocks=2, subnet_width=16), seed=0)
+    m = ConditionalINN(1, 2, n_blocks=2, subnet_width=16, seed=0)
     assert m.dim_in == 2 and m.n_aux == 1
     y = torch.randn(10, 2)
     x, log_q = m.sample_posterior(y, torch.Generator().manual_seed(0))
@@ -111,11 +111,11 @@ def test_seeded_and_leaves_global_rngs_alone():
     expected_torch = torch.rand(1)
     np.random.seed(123)
     torch.manual_seed(0)
-    a = ConditionalINN(4, 2, ModelConfig(n_blocks=4, cond_features=4), seed=5)
+    a = ConditionalINN(4, 2, n_blocks=4, cond_features=4, seed=5)
     assert np.random.rand() == expected_np  # FrEIA's PermuteRandom reseeding did not leak
     assert torch.equal(torch.rand(1), expected_torch)
-    b = ConditionalINN(4, 2, ModelConfig(n_blocks=4, cond_features=4), seed=5)
-    c = ConditionalINN(4, 2, ModelConfig(n_blocks=4, cond_features=4), seed=6)
+    b = ConditionalINN(4, 2, n_blocks=4, cond_features=4, seed=5)
+    c = ConditionalINN(4, 2, n_blocks=4, cond_features=4, seed=6)
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert any(not torch.equal(sa[k], sc[k]) for k in sa if "perm" in k)
@@ -179,7 +179,7 @@ def trained_lg():
     finally:
         torch.set_num_threads(before)
     assert [h["step"] for h in result.history][-1] == 500
-    assert set(result.history[-1]) >= {"total", "z_sq", "log_det"}
+    assert set(result.history[-1]) >= {"total", "z_sq", "neg_log_det"}
     return problem, cfg, trainer.model
 
 
@@ -223,7 +223,7 @@ def test_posterior_log_prob_shapes_and_consistency(trained_lg):
 
 def test_inn_posterior_log_prob_is_a_clear_error():
     problem = linear_gaussian()
-    post = Posterior(PaddedINN(2, 2, ModelConfig(n_blocks=2)), problem, RunConfig(),
+    post = Posterior(PaddedINN(2, 2, n_blocks=2), problem, RunConfig(),
                      torch.device("cpu"))
     assert not post.has_density
     with pytest.raises(InvkitError, match="sample_and_log_prob") as info:
@@ -254,7 +254,7 @@ def test_cli_run_gmm_quick_cinn_end_to_end(tmp_path, _denormals_restored):
         assert key in metrics and math.isfinite(metrics[key]), key
     assert metrics["calibration_hpd_score"] == "log_prob"
     assert metrics["calibration_targets"] == 100
-    assert set(metrics["final_losses"]) >= {"total", "z_sq", "log_det"}
+    assert set(metrics["final_losses"]) >= {"total", "z_sq", "neg_log_det"}
     for name in ("losses.png", "gmm_forward_inverse.png", "calibration_ranks.png",
                  "calibration_coverage.png"):
         assert (out / "plots" / name).exists(), name
@@ -321,7 +321,7 @@ def test_two_ranks_match_one_process(tmp_path):
     for got in ranks:
         assert [h["step"] for h in got["history"]] == [h["step"] for h in one_history]
         for mine, ref in zip(got["history"], one_history):
-            for name in ("total", "z_sq", "log_det"):
+            for name in ("total", "z_sq", "neg_log_det"):
                 assert mine[name] == pytest.approx(ref[name], rel=1e-5, abs=1e-6), name
         for key, value in one_state.items():  # incl. the standardisation from the 1st batch
             torch.testing.assert_close(got["state"][key], value, rtol=1e-5, atol=1e-5)

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from invkit.config import ModelConfig
 from invkit.models.inn import PaddedINN
-from invkit.problem import standard_normal_log_prob
+from invkit.models.kinds import build_model
+from invkit.models.network import standard_normal_log_prob
 
 SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -46,7 +47,7 @@ def architectures(draw):
 
 
 def _model(dim_x: int, dim_y: int, cfg: ModelConfig, seed: int, scale: float) -> PaddedINN:
-    model = PaddedINN(dim_x, dim_y, cfg, seed=seed % 1000).double()
+    model = build_model(cfg, dim_x, dim_y, seed=seed % 1000).double()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # subnets start as the identity: give them real weights
         for p in model.parameters():
@@ -113,12 +114,12 @@ def test_the_seed_alone_fixes_the_network(arch, seed, global_seed):
     np.random.seed(global_seed)
     torch.manual_seed(global_seed)
     np_state, torch_state = np.random.get_state(), torch.get_rng_state()
-    a = PaddedINN(dim_x, dim_y, cfg, seed=seed).state_dict()
+    a = build_model(cfg, dim_x, dim_y, seed=seed).state_dict()
     # neither global RNG was read-and-advanced or reseeded
     assert all(np.array_equal(u, v) for u, v in zip(np.random.get_state(), np_state))
     assert torch.equal(torch.get_rng_state(), torch_state)
     np.random.seed((global_seed + 1) % 2**32)
     torch.manual_seed(global_seed + 1)
-    b = PaddedINN(dim_x, dim_y, cfg, seed=seed).state_dict()
+    b = build_model(cfg, dim_x, dim_y, seed=seed).state_dict()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -11,7 +11,8 @@ from invkit.errors import InvkitError
 from invkit.problem import ForwardProcess, Prior, Problem
 from invkit.registry import Registry
 from invkit_abc import plugin as abc_plugin
-from invkit_abc.abc import _stream, quantile_abc, rejection_abc
+from invkit_abc import quantile_abc, rejection_abc
+from invkit_abc.stream import stream
 from invkit_kinematics import plugin as kin_plugin
 from invkit_kinematics.plots import WRITEUP_TARGETS
 
@@ -48,7 +49,7 @@ def gen(seed: int = 0) -> torch.Generator:
 
 def pool(problem: Problem, budget: int, seed: int, seed_block: int):
     """The exact simulations an ABC call with this seed sees, for brute-force comparisons."""
-    chunks = list(_stream(problem, budget, seed_block, seed_block, gen(seed)))
+    chunks = list(stream(problem, budget, seed_block, seed_block, gen(seed)))
     x = torch.cat([p[0] for c in chunks for p in c])
     y = torch.cat([p[1] for c in chunks for p in c])
     return x, y
@@ -91,17 +92,17 @@ def test_rejection_equals_brute_force(arm_problem: Problem, m: int) -> None:
 def test_reach_prefilter_drops_nothing(arm_problem: Problem, monkeypatch) -> None:
     """Few targets take the one-coordinate prefilter; with duplicate and overlapping targets
     (shared coordinates, intervals that nest) the accepted set is still the brute-force one."""
-    from invkit_abc import abc as abc_module
+    from invkit_abc.prefilter import Filter
 
     used = []
-    original = abc_module._Filter._within_reach
+    original = Filter._within_reach
 
     def spy(self, p, thr):
         out = original(self, p, thr)
         used.append(out is not None)
         return out
 
-    monkeypatch.setattr(abc_module._Filter, "_within_reach", spy)
+    monkeypatch.setattr(Filter, "_within_reach", spy)
     targets = torch.tensor([[1.5, 0.5], [1.5, 0.5], [1.5, 0.51], [1.505, 0.0], [1.9, 0.4],
                             [1.0, 1.0]])
     tol, budget, block = 0.02, 400_000, 2**14
@@ -258,7 +259,7 @@ def test_registered_baseline_runs_both_methods(arm_problem: Problem) -> None:
     reg = Registry()
     reg.add_plugin(abc_plugin, name="abc")
     baseline = reg.baseline("abc")
-    opts = {**baseline.options, "budget": 300_000, "progress": False, "min_accept": 0}
+    opts = {**baseline.options, "budget": 300_000, "min_accept": 0}
     y = WRITEUP_TARGETS[[5, 8]]
     res = baseline.run(arm_problem, y, 30, {**opts, "tolerance": 0.02}, gen())
     assert res.counts == [30, 30] and res.n_simulations <= 300_000 and res.wall_time_s > 0
@@ -272,6 +273,7 @@ def test_registered_baseline_runs_both_methods(arm_problem: Problem) -> None:
 
 
 def test_progress_bar_runs(arm_problem: Problem, capsys: pytest.CaptureFixture[str]) -> None:
-    res = quantile_abc(arm_problem, WRITEUP_TARGETS[:1], 10, 100_000, generator=gen())
+    res = quantile_abc(arm_problem, WRITEUP_TARGETS[:1], 10, 100_000, generator=gen(),
+                       progress=True)
     assert res.counts == [10]
     assert "sims" in capsys.readouterr().err

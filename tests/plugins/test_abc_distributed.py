@@ -43,7 +43,7 @@ def _gen(seed: int) -> torch.Generator:
 
 def _scenarios(shard: distributed.Shard | None) -> dict[str, dict]:
     """Every ABC call of the comparison; ``shard=None`` is the one-process reference."""
-    from invkit_abc.abc import quantile_abc, rejection_abc
+    from invkit_abc import quantile_abc, rejection_abc
     from invkit_kinematics.plots import WRITEUP_TARGETS
 
     problem = _problem()
@@ -77,7 +77,7 @@ def _plugin_runs() -> dict[str, dict]:
     reg = Registry()
     reg.add_plugin(abc_plugin, name="abc")
     baseline = reg.baseline("abc")
-    opts = {**baseline.options, "budget": 300_000, "chunk_size": 2**16, "progress": False,
+    opts = {**baseline.options, "budget": 300_000, "chunk_size": 2**16,
             "tolerance": 0.05, "min_accept": 0}
     out = {}
     for method in ("rejection", "quantile"):
@@ -88,17 +88,22 @@ def _plugin_runs() -> dict[str, dict]:
 
 
 def _reference() -> torch.Tensor:
-    from invkit.evaluation.reference import abc_reference
+    from invkit.evaluation.reference import baseline_reference
+    from invkit.registry import get_registry
     from invkit_kinematics.plots import WRITEUP_TARGETS
 
-    return abc_reference(_problem(), WRITEUP_TARGETS[:3], 20, 50_000, seed=1, progress=False)
+    baseline = get_registry().baseline("abc")
+    return baseline_reference(_problem(), baseline, WRITEUP_TARGETS[:3], _eval_config(),
+                              progress=False)
 
 
 def _eval_config():
-    from types import SimpleNamespace
+    from invkit.config import RunConfig, set_key
 
-    return SimpleNamespace(seed=1, eval=SimpleNamespace(reference="auto", n_samples=20,
-                                                        abc_pool=50_000))
+    cfg = RunConfig()
+    for key, value in (("seed", 1), ("eval.n_samples", 20), ("eval.reference_budget", 50_000)):
+        set_key(cfg, key, value)
+    return cfg
 
 
 def _free_port() -> int:
@@ -217,14 +222,14 @@ def test_only_rank_0_writes_the_reference_cache(tmp_path, monkeypatch):
 
 
 def test_plan_splits_the_stream_into_disjoint_balanced_shares():
-    from invkit_abc.abc import _Plan, _sim_index
+    from invkit_abc.stream import Plan, sim_index
 
     budget, chunk, block = 1_000_003, 3 * 4096, 4096
-    one = _Plan(budget, chunk, block, None)
+    one = Plan(budget, chunk, block, None)
     stream = [k for j in range(one.n_rounds) for k in one.blocks(j)]
     assert stream == list(range(one.n_blocks))
     for world in (2, 3, 5):
-        shards = [_Plan(budget, chunk, block, distributed.Shard(r, world, r, "gloo",
+        shards = [Plan(budget, chunk, block, distributed.Shard(r, world, r, "gloo",
                                                                 torch.device("cpu")))
                   for r in range(world)]
         owned = [[k for j in range(p.n_rounds) for k in p.blocks(j)] for p in shards]
@@ -236,7 +241,7 @@ def test_plan_splits_the_stream_into_disjoint_balanced_shares():
                    for j in range(p.n_rounds) for b in p.blocks(j))
     # columns of a piece made of several blocks (accelerators) map to stream positions
     cols = torch.tensor([0, 4095, 4096, 8191, 8200])
-    assert _sim_index(cols, [3, 7, 9], block).tolist() == [
+    assert sim_index(cols, [3, 7, 9], block).tolist() == [
         3 * block, 3 * block + 4095, 7 * block, 7 * block + 4095, 9 * block + 8]
 
 

@@ -106,15 +106,15 @@ def test_registered_problem_resolves_and_simulates() -> None:
 
 @pytest.mark.parametrize("preset", ["quick", "default", "paper"])
 def test_presets_are_valid_config(preset: str) -> None:
-    problem = registry().build_problem("kinematics")
-    cfg = build_config("kinematics", {"noise_std": 0.0}, dict(problem.presets), preset=preset)
+    spec = registry().problem_spec("kinematics")
+    cfg = build_config("kinematics", spec.options, spec.presets, preset=preset)
     assert cfg.model.n_blocks == {"quick": 4, "default": 6, "paper": 7}[preset]
     # the published fit weight 0.01 left the forward process unlearnt (Err_resim 1.4)
     assert cfg.train.lambda_y == 30.0
     assert cfg.train.y_noise == 0.01
     if preset == "default":  # sampling speed needs narrow subnets
         assert cfg.model.subnet_width <= 128
-        assert cfg.model.standardize  # Err_post 0.078 -> 0.045 (plugin.py)
+        assert cfg.model.standardise  # Err_post 0.078 -> 0.045 (docs/performance.md)
     if preset == "quick":
         assert cfg.train.steps <= 500 and cfg.model.subnet_width <= 64
 

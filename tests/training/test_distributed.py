@@ -36,10 +36,10 @@ TINY = {
 # the conditional INN (maximum likelihood): the global batch's standardisation, condition noise
 # and auxiliary draws on every rank alike, each rank on its own rows
 CINN = {"model.kind": "cinn", "model.cond_features": 4, "model.cond_width": 16}
-CINN_LOSSES = ("total", "z_sq", "log_det")
-# the INN with model.standardize: statistics from the global first batch, on every rank alike;
+CINN_LOSSES = ("total", "z_sq", "neg_log_det")
+# the INN with model.standardise: statistics from the global first batch, on every rank alike;
 # with the kinematics preset's padding options (noise on x's padding only, L_pad)
-STD = {"model.standardize": True, "train.pad_noise_on": "x", "train.lambda_pad": 5.0}
+STD = {"model.standardise": True, "train.pad_noise_on": "x", "train.lambda_pad": 5.0}
 # and L_resim, through the arm's own forward process (the mixture's labels have no gradient),
 # with the joint L_x of the arm's default preset
 RESIM = {**STD, "train.lambda_resim": 10.0, "train.mmd_x_y_scale": 3.0}
@@ -152,8 +152,8 @@ def test_cinn_two_ranks_match_one_process(two_ranks):
         assert torch.equal(two_ranks[0]["cinn_state"][key], two_ranks[1]["cinn_state"][key])
 
 
-def test_standardized_inn_two_ranks_match_one_process(two_ranks):
-    """``model.standardize`` (and the padding options) under DDP: the same statistics, loss
+def test_standardised_inn_two_ranks_match_one_process(two_ranks):
+    """``model.standardise`` (and the padding options) under DDP: the same statistics, loss
     curve and weights."""
     one_history, one_state = _train({**TINY, **STD})
     assert "x_scale" in one_state and bool(one_state["standardised"])

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from invkit.training.losses import inverse_weight_ramp, mmd2, mmd2_reference, pairwise_sq_dists
+from invkit.training.losses import inverse_weight_ramp, mmd2, mmd2_reference
 
 W = [0.05, 0.2, 0.9]
 
@@ -30,11 +30,6 @@ def test_mmd_gradient_flows():
     x = torch.randn(50, 2, requires_grad=True)
     mmd2(x, torch.randn(50, 2) + 1, W).backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
-
-
-def test_pairwise_distances():
-    a = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
-    torch.testing.assert_close(pairwise_sq_dists(a), torch.tensor([[0.0, 25.0], [25.0, 0.0]]))
 
 
 def test_ramp_matches_authors():

@@ -6,11 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from invkit.config import ModelConfig, RunConfig, TrainConfig, set_key
+from invkit.config import RunConfig, TrainConfig, set_key
 from invkit.errors import ConfigError
 from invkit.models.inn import PaddedINN
+from invkit.training.inn_objective import INNObjective
 from invkit.training.losses import mmd2
-from invkit.training.objectives import LOSS_NAMES, PAD_LOSS_NAMES, INNObjective
+from invkit.training.objectives import build_objective, set_standardisation, total_loss
+
+LOSS_NAMES = ("total", "l_y", "l_z", "l_x", "l_recon")
+PAD_LOSS_NAMES = LOSS_NAMES + ("l_pad",)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -22,11 +26,11 @@ def _simulator(x: torch.Tensor) -> torch.Tensor:
     return x[:, :1] ** 2
 
 
-def _objective(simulator=_simulator, standardize: bool = False,
+def _objective(simulator=_simulator, standardise: bool = False,
                **train) -> tuple[INNObjective, list]:
     """A small padded INN (x 3 -> width 6: y 1, z 2, pad 3) whose passes are recorded."""
-    model = PaddedINN(DIM_X, DIM_Y, ModelConfig(n_blocks=2, subnet_width=16, dim_total=6,
-                                                standardize=standardize))
+    model = PaddedINN(DIM_X, DIM_Y, n_blocks=2, subnet_width=16, dim_total=6,
+                      standardise=standardise)
     calls: list = []
 
     def record(module, args, kwargs, out):
@@ -42,8 +46,15 @@ def _batch(n: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _run(objective: INNObjective) -> torch.Tensor:
+    """[total, *terms] of one batch (statistics set first, as the trainer does)."""
     x, y = _batch()
-    return objective(x, y, torch.Generator().manual_seed(1), 1.0)
+    set_standardisation(objective.model, x, y)
+    terms = objective(x, y, torch.Generator().manual_seed(1), 1.0)
+    return torch.stack([total_loss(terms), *terms.values()])
+
+
+def _names(objective: INNObjective) -> tuple[str, ...]:
+    return ("total", *objective.term_names)
 
 
 def test_authors_padding_noise_goes_to_both_sides():
@@ -81,7 +92,7 @@ def _noise_after_x_pad() -> torch.Generator:
 
 def test_lambda_pad_is_the_mse_of_the_sampling_pass_padding():
     obj, calls = _objective(lambda_pad=7.0)
-    assert obj.loss_names == PAD_LOSS_NAMES
+    assert _names(obj) == PAD_LOSS_NAMES
     losses = _run(obj)
     (_, _, _), (_, _, x_rev) = calls
     x_rand_pad = x_rev[:400, DIM_X:]  # the first half of the inverse batch has fresh z
@@ -90,7 +101,7 @@ def test_lambda_pad_is_the_mse_of_the_sampling_pass_padding():
 
 
 def test_lambda_pad_without_padding_is_zero_not_nan():
-    model = PaddedINN(DIM_X, DIM_Y, ModelConfig(n_blocks=2, subnet_width=16))  # width 3
+    model = PaddedINN(DIM_X, DIM_Y, n_blocks=2, subnet_width=16)  # width 3
     assert model.pad_x == 0
     losses = _run(INNObjective(model, TrainConfig(lambda_pad=30.0)))
     assert losses[5].item() == 0.0 and torch.isfinite(losses).all()
@@ -98,7 +109,7 @@ def test_lambda_pad_without_padding_is_zero_not_nan():
 
 def test_lambda_pad_off_keeps_the_four_losses():
     obj, _ = _objective()
-    assert obj.loss_names == LOSS_NAMES
+    assert _names(obj) == LOSS_NAMES
     assert _run(obj).shape == (len(LOSS_NAMES),)
 
 
@@ -107,7 +118,7 @@ def _train(obj: INNObjective, steps: int = 60) -> None:
     x, y = _batch()
     gen = torch.Generator().manual_seed(3)
     for _ in range(steps):
-        loss = obj(x, y, gen, 1.0)[0]
+        loss = total_loss(obj(x, y, gen, 1.0))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -139,8 +150,8 @@ def test_pad_noise_on_is_checked():
         set_key(cfg, "train.lambda_pad", "-1")
 
 
-@pytest.mark.parametrize("standardize", [False, True])
-def test_lambda_resim_is_the_mse_of_s_of_the_samples_against_their_y(standardize):
+@pytest.mark.parametrize("standardise", [False, True])
+def test_lambda_resim_is_the_mse_of_s_of_the_samples_against_their_y(standardise):
     """L_resim = lambda * MSE(s(g(y, z))[standardised], y fed to g), in the space of the losses."""
     seen: list = []
 
@@ -148,13 +159,13 @@ def test_lambda_resim_is_the_mse_of_s_of_the_samples_against_their_y(standardize
         seen.append(x.detach())
         return _simulator(x)
 
-    obj, calls = _objective(simulator, standardize=standardize, lambda_resim=5.0, y_noise=0.0)
-    assert obj.loss_names == LOSS_NAMES + ("l_resim",)
+    obj, calls = _objective(simulator, standardise=standardise, lambda_resim=5.0, y_noise=0.0)
+    assert _names(obj) == LOSS_NAMES + ("l_resim",)
     losses = _run(obj)
     m = obj.model
     (_, _, _), (_, yz_in, x_rev) = calls
     x_hat = x_rev[:400, :DIM_X]  # the samples: fresh z, x's padding dropped
-    if standardize:
+    if standardise:
         x_hat = x_hat * m.x_scale + m.x_shift
     assert torch.allclose(seen[0], x_hat, atol=1e-6)  # s sees samples in the problem's units
     y_fed = yz_in[:400, :DIM_Y]
@@ -165,7 +176,7 @@ def test_lambda_resim_is_the_mse_of_s_of_the_samples_against_their_y(standardize
 
 def test_lambda_resim_and_lambda_pad_both_logged_in_order():
     obj, _ = _objective(lambda_pad=1.0, lambda_resim=1.0)
-    assert obj.loss_names == PAD_LOSS_NAMES + ("l_resim",)
+    assert _names(obj) == PAD_LOSS_NAMES + ("l_resim",)
     assert _run(obj).shape == (len(PAD_LOSS_NAMES) + 1,)
 
 
@@ -203,13 +214,12 @@ def test_lambda_resim_checks_the_forward_output_shape():
 
 def test_lambda_resim_refuses_a_noisy_problem():
     from invkit.problem import ForwardProcess, Prior, Problem
-    from invkit.training.trainer import build_objective
 
     cfg = RunConfig()
     set_key(cfg, "train.lambda_resim", "10")
     problem = Problem("noisy", Prior("p", DIM_X, lambda n, g: torch.randn(n, DIM_X, generator=g)),
                       ForwardProcess("s", DIM_X, DIM_Y, _simulator), noise_std=0.1)
-    model = PaddedINN(DIM_X, DIM_Y, ModelConfig(n_blocks=2, subnet_width=16))
+    model = PaddedINN(DIM_X, DIM_Y, n_blocks=2, subnet_width=16)
     with pytest.raises(ConfigError, match="'noisy' has observation noise"):
         build_objective(cfg, model, problem)
     problem = Problem("exact", problem.prior, problem.forward)
@@ -228,7 +238,7 @@ def test_mmd_x_y_scale_compares_x_with_the_scaled_y_it_was_drawn_for(scale):
         x_hat, x = torch.cat([x_hat, scale * y_fed], 1), torch.cat([x, scale * y_fed], 1)
     expected = 7.0 * mmd2(x_hat, x, obj.cfg.mmd_widths_x)
     assert losses[3].item() == pytest.approx(expected.item(), rel=1e-4)
-    assert obj.loss_names == LOSS_NAMES  # a variant of L_x, not a loss of its own
+    assert _names(obj) == LOSS_NAMES  # a variant of L_x, not a loss of its own
 
 
 def test_joint_l_x_sees_posteriors_mixed_up_between_observations():

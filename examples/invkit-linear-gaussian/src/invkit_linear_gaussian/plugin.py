@@ -70,7 +70,6 @@ def build(dim_x: int = 3, dim_y: int = 2, noise_std: float = 0.1, matrix_seed: i
         forward=make_forward(lg),
         noise_std=noise_std,
         description="x ~ N(0, I), y = A x + N(0, noise_std^2 I); exact Gaussian posterior",
-        presets=PRESETS,
         reference_posterior=lg.sample_posterior,
         metrics=lambda ctx: posterior_metrics(ctx, lg),
     )
@@ -118,5 +117,6 @@ def invkit_register_problems(register: Callable[[ProblemSpec], None]) -> None:
         name=NAME,
         build=build,
         options=dict(OPTIONS),
+        presets=PRESETS,
         description="linear map with Gaussian prior and noise: exact posterior known",
     ))

@@ -1,4 +1,4 @@
-"""model.standardize: the INN on standardised x and y, samples and predictions in original units."""
+"""model.standardise: the INN on standardised x and y, samples and predictions in original units."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import torch
 from invkit.cli.main import main
 from invkit.config import ModelConfig, RunConfig, TrainConfig
 from invkit.models.inn import PaddedINN
-from invkit.problem import ForwardProcess, Prior, Problem, standard_normal_log_prob
+from invkit.models.kinds import build_model
+from invkit.models.network import standard_normal_log_prob
+from invkit.problem import ForwardProcess, Prior, Problem
 from invkit.rundir import load_run
-from invkit.training.objectives import INNObjective
+from invkit.training.inn_objective import INNObjective
+from invkit.training.objectives import total_loss
 from invkit.training.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -27,8 +30,8 @@ def _random_init(model: PaddedINN, gen: torch.Generator) -> None:
 
 
 def _standardised_model(dim_total: int = 0, seed: int = 0) -> PaddedINN:
-    cfg = ModelConfig(n_blocks=3, subnet_width=16, standardize=True, dim_total=dim_total)
-    model = PaddedINN(3, 1, cfg, seed=seed).double()
+    cfg = ModelConfig(n_blocks=3, subnet_width=16, standardise=True, dim_total=dim_total)
+    model = build_model(cfg, 3, 1, seed=seed).double()
     _random_init(model, torch.Generator().manual_seed(seed))
     g = torch.Generator().manual_seed(1)
     x = torch.randn(256, 3, generator=g, dtype=torch.float64) * torch.tensor([5.0, 0.2, 1.0]) + 7
@@ -67,8 +70,8 @@ def test_log_q_is_the_exact_change_of_variables_into_original_units():
 
 
 def test_statistics_are_buffers_and_off_adds_none():
-    on = PaddedINN(3, 1, ModelConfig(n_blocks=2, standardize=True))
-    off = PaddedINN(3, 1, ModelConfig(n_blocks=2))
+    on = PaddedINN(3, 1, n_blocks=2, standardise=True)
+    off = PaddedINN(3, 1, n_blocks=2)
     extra = set(on.state_dict()) - set(off.state_dict())
     assert extra == {"x_shift", "x_scale", "y_shift", "y_scale", "standardised"}
     assert not any(k in off.state_dict() for k in extra)
@@ -77,9 +80,9 @@ def test_statistics_are_buffers_and_off_adds_none():
 def test_identity_statistics_reproduce_the_unstandardised_model_bitwise():
     # off computes exactly what the model did without the option; on with shift 0, scale 1
     # runs the same network (same seed) on the same numbers, so every output matches bitwise
-    cfgs = [ModelConfig(n_blocks=3, subnet_width=16, dim_total=6, standardize=s)
+    cfgs = [ModelConfig(n_blocks=3, subnet_width=16, dim_total=6, standardise=s)
             for s in (False, True)]
-    models = [PaddedINN(3, 2, c, seed=3) for c in cfgs]
+    models = [build_model(c, 3, 2, seed=3) for c in cfgs]
     for m in models:
         _random_init(m, torch.Generator().manual_seed(5))
     models[1].standardised.fill_(True)  # identity statistics count as set
@@ -89,7 +92,7 @@ def test_identity_statistics_reproduce_the_unstandardised_model_bitwise():
     for m in models:
         xs, lq = m.sample_posterior(y, torch.Generator().manual_seed(8))
         obj = INNObjective(m, TrainConfig(y_noise=0.1, pad_noise=0.05))
-        losses = obj(x, y, torch.Generator().manual_seed(9), 0.5)
+        losses = total_loss(obj(x, y, torch.Generator().manual_seed(9), 0.5))
         outs.append((xs, lq, m.predict(x), losses.detach()))
     for a, b in zip(*outs):
         assert torch.equal(a, b)
@@ -104,7 +107,7 @@ def _offset_problem() -> Problem:
 
 def _offset_cfg(steps: int) -> RunConfig:
     cfg = RunConfig(problem="offset")
-    cfg.model = ModelConfig(n_blocks=3, subnet_width=32, dim_total=4, standardize=True)
+    cfg.model = ModelConfig(n_blocks=3, subnet_width=32, dim_total=4, standardise=True)
     cfg.train = TrainConfig(n_samples=4000, n_test=10, batch_size=200, steps=steps,
                             y_noise=0.02, pad_noise=0.0, lambda_y=30.0, log_every=50,
                             checkpoint_every=0)
@@ -149,10 +152,10 @@ def test_run_directory_round_trip(tmp_path):
             "--set", "train.n_samples=500", "--set", "train.n_test=32",
             "--set", "train.batch_size=32", "--set", "model.subnet_width=8",
             "--set", "model.n_blocks=2", "--set", "train.steps=6",
-            "--set", "model.standardize=true", "--out", str(out)]
+            "--set", "model.standardise=true", "--out", str(out)]
     assert main(args) == 0
     posterior, cfg, ckpt = load_run(out)
-    assert cfg.model.standardize
+    assert cfg.model.standardise
     weights = ckpt["state"]["model"]
     assert bool(weights["standardised"])
     assert (weights["x_scale"] - 1).abs().max() > 0.1  # real statistics, not the identity

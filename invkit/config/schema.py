@@ -1,0 +1,240 @@
+"""The run configuration's fields: type, default, allowed values and meaning, in one place.
+
+Each field's constraints live on the field itself (a ``Literal`` type for choices, metadata
+for ranges and the help text), so the checks of ``--set`` and TOML files
+(:mod:`invkit.config.resolve`) and the generated config reference in the docs read one source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+PRESETS = ("quick", "default", "paper")
+FLOAT32_MAX = 3.4028234663852886e38  # float settings meet float32 tensors
+
+
+def setting(default: Any, help: str, *, gt: float | None = None, ge: float | None = None,
+            lt: float | None = None, le: float | None = None, length: int | None = None) -> Any:
+    """A config field: its default, its meaning and its range (``gt`` / ``ge`` / ``lt`` /
+    ``le``; for a list, every element's, and ``length`` its number of elements)."""
+    meta = {"help": help, "gt": gt, "ge": ge, "lt": lt, "le": le, "length": length}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelConfig:
+    """The network: FrEIA coupling blocks with seeded permutations. ``kind`` picks the method:
+    the INN of Ardizzone et al. (x padded to one width with [y, z]) or the conditional INN."""
+
+    kind: Literal["inn", "cinn"] = setting(
+        "inn", "inn (the INN's three-loss training, Ardizzone et al. 2019) | cinn (conditional "
+               "INN, maximum likelihood, exact densities)")
+    block: Literal["glow", "rnvp", "allinone"] = setting(
+        "glow", "FrEIA coupling block: GLOW, RealNVP or AllInOne")
+    n_blocks: int = setting(8, "coupling blocks in the network", gt=0)
+    subnet_width: int = setting(256, "hidden units per layer of each coupling block's "
+                                     "subnetworks", gt=0)
+    subnet_depth: int = setting(2, "hidden layers per subnetwork", gt=0)
+    clamp: float = setting(2.0, "soft clamp of the coupling blocks' log-scales, for stability",
+                           gt=0)
+    dim_z: int = setting(0, "inn only: latent width; 0: max(1, dim_x - dim_y) if dim_y < dim_x "
+                            "else dim_x", ge=0)
+    dim_total: int = setting(0, "inn only: network width; 0: max(dim_x, dim_y + dim_z)", ge=0)
+    leaky_slope: float = setting(0.01, "negative slope of the subnetworks' leaky ReLUs", ge=0)
+    standardise: bool = setting(
+        False, "inn only: the network sees x and y standardised per dimension (mean and std of "
+               "the first training batch, stored in the model); the losses, train.y_noise and "
+               "the MMD widths act in that space, samples and predictions come back in the "
+               "original units (the cINN always standardises)")
+    cond_features: int = setting(
+        0, "cinn only: y passes through a learned feature net (2 hidden layers of cond_width) "
+           "to this many features before conditioning the couplings; 0: the standardised y",
+        ge=0)
+    cond_width: int = setting(128, "cinn only: hidden units of the conditioning feature net",
+                              gt=0)
+
+
+@dataclass
+class TrainConfig:
+    """The optimiser and the losses. The INN's three losses (L_y, L_z, L_x) follow Ardizzone
+    et al. with the authors' knobs; the cINN uses the optimiser settings and ``y_noise``."""
+
+    n_samples: int = setting(1_000_000, "training pairs (x, y), simulated once before "
+                                        "training and kept on the device", gt=0)
+    n_test: int = setting(10_000, "held-out pairs for evaluation, never trained on", ge=0)
+    batch_size: int = setting(1600, "pairs per step, drawn at random from the training pairs",
+                              gt=0)
+    steps: int = setting(3000, "optimizer steps", gt=0)
+    lr: float = setting(1e-3, "Adam's initial learning rate", gt=0)
+    lr_final: float = setting(1e-5, "cosine decay to this value; equal to lr for a constant "
+                                    "rate", ge=0)
+    betas: list[float] = setting([0.8, 0.9], "Adam's beta1, beta2", ge=0, lt=1, length=2)
+    eps: float = setting(1e-6, "Adam's epsilon", ge=0)
+    weight_decay: float = setting(2e-5, "Adam's weight decay", ge=0)
+    grad_clamp: float = setting(15.0, "element-wise gradient clamp; 0 disables", ge=0)
+    grad_clip_norm: float = setting(0.0, "gradient norm clipping; 0 disables", ge=0)
+    lambda_y: float = setting(3.0, "weight of L_y, the forward fit (mean squared error)", ge=0)
+    lambda_z: float = setting(300.0, "weight of L_z, the MMD of [y, z] against [y, N(0, I)]",
+                              ge=0)
+    lambda_x: float = setting(400.0, "weight of L_x, the MMD of inverse samples against x",
+                              ge=0)
+    lambda_recon: float = setting(1.5, "authors: 0.5 * lambda_y, inverse of the perturbed "
+                                       "forward output", ge=0)
+    ramp_x: bool = setting(True, "ramp lambda_x as min(1, 2 * 0.002^(1 - t)), t = step / steps")
+    mmd_widths_z: list[float] = setting([0.05, 0.2, 0.9], "widths of the inverse multiquadric "
+                                                          "kernels of L_z", gt=0)
+    mmd_widths_x: list[float] = setting([0.05, 0.2, 0.9], "widths of the inverse multiquadric "
+                                                          "kernels of L_x", gt=0)
+    y_noise: float = setting(0.1, "standard deviation of the noise added to y in the losses "
+                                  "(training only)", ge=0)
+    pad_noise: float = setting(0.05, "standard deviation of the noise in the padding "
+                                     "coordinates (which ones: train.pad_noise_on)", ge=0)
+    pad_noise_on: Literal["both", "x"] = setting(
+        "both", "where the padding noise goes: both (the authors': x's padding, the forward's "
+                "[y, z] padding target and the inverse pass's input) or x (only x's padding: "
+                "the forward learns to ignore it, while [y, z]'s padding is zero in training "
+                "as it is at sampling)")
+    lambda_pad: float = setting(
+        0.0, "MSE of the x-padding of the inverse pass with fresh z against zero; 0 (the "
+             "authors'): unconstrained, and x = g(y, z)[:dim_x] then drops what went there",
+        ge=0)
+    lambda_resim: float = setting(
+        0.0, "MSE of s(x) at the inverse pass's samples against the y they were drawn for, "
+             "through the problem's forward process (which must be torch, differentiable and "
+             "noise-free); 0 (the authors'): the samples meet y only through the learnt "
+             "forward map", ge=0)
+    mmd_x_y_scale: float = setting(
+        0.0, "k > 0: L_x compares (x, k * y) pairs, g(y, z) against the batch's x with the "
+             "same y: the joint of x and y, so each posterior and not only x's marginal (0, "
+             "the authors'); k (standardised y with model.standardise) sets how finely the "
+             "kernel separates y's", ge=0)
+    compile: bool = setting(False, "torch.compile the network's passes (inn only)")
+    log_every: int = setting(50, "steps per recorded loss value (the history and the progress "
+                                 "bar)", gt=0)
+    checkpoint_every: int = setting(
+        500, "steps between checkpoints (model.pt, written atomically; also on Ctrl-C / "
+             "SIGTERM and at the end); 0: only then. ``invkit run --resume RUN_DIR`` "
+             "continues from the last one", ge=0)
+
+
+@dataclass
+class EvalConfig:
+    """What `invkit run` / `invkit evaluate` measure after training."""
+
+    n_targets: int = setting(100, "held-out observations for Err_post and Err_resim", gt=0)
+    n_samples: int = setting(1000, "posterior samples per observation", gt=0)
+    reference: Literal["auto", "exact", "baseline", "none"] = setting(
+        "auto", "what Err_post compares with: auto (the problem's exact posterior if it has "
+                "one, else eval.reference_baseline) | exact | baseline | none")
+    reference_baseline: str = setting(
+        "abc", "the registered baseline that computes the reference when the problem has no "
+               "exact posterior; not installed: Err_post is skipped, with a note in "
+               "metrics.json")
+    reference_budget: int = setting(
+        10_000_000, "simulations the reference baseline may use (its budget option)", gt=0)
+    plots: bool = setting(True, "draw plots/*.png")
+    calibration_targets: int = setting(
+        200, "held-out (x, y) pairs for the calibration diagnostics (SBC ranks, expected "
+             "coverage); 0 disables them", ge=0)
+    calibration_samples: int = setting(
+        99, "posterior samples per calibration pair (99 give 100 rank values: 20 equal "
+            "histogram bins)", gt=0)
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to rebuild a run's model: saved as its config.toml."""
+
+    problem: str = ""
+    problem_options: dict[str, Any] = field(default_factory=dict)
+    preset: Literal["quick", "default", "paper"] = setting(
+        "default", "the preset the run was resolved with (set it with --preset)")
+    seed: int = setting(0, "fixes the training data, the initialisation, the permutations and "
+                           "every draw", ge=0, le=2**32 - 1)
+    device: str = setting("auto", "auto (a GPU when there is one) | cpu | cuda | cuda:N | mps")
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "preset": self.preset,
+            "seed": self.seed,
+            "device": self.device,
+            "problem": {"name": self.problem, **self.problem_options},
+            "model": dataclasses.asdict(self.model),
+            "train": dataclasses.asdict(self.train),
+            "eval": dataclasses.asdict(self.eval),
+        }
+
+    def save(self, path: Path) -> None:
+        import tomli_w
+
+        path.write_text(tomli_w.dumps(self.to_dict()))
+
+
+SECTIONS: dict[str, type] = {"model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+TOP_LEVEL = ("preset", "seed", "device")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What the checks and the docs need to know of one key."""
+
+    key: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    length: int | None = None
+
+    def allowed(self) -> str:
+        """The constraint in words, e.g. 'one of inn, cinn' or '> 0' (empty: any value)."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        parts = [f"{op} {int(bound) if float(bound).is_integer() else bound}" for op, bound in
+                 ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le))
+                 if bound is not None]
+        if self.length is not None:
+            parts.append(f"{self.length} values")
+        return ", ".join(parts)
+
+    @property
+    def type_name(self) -> str:
+        if self.choices:
+            return "str"
+        return type(self.default).__name__ if not isinstance(self.default, list) \
+            else "list[float]"
+
+
+def _spec(section: str, cls: type, f: dataclasses.Field) -> FieldSpec:
+    hint = typing.get_type_hints(cls)[f.name]
+    choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else None
+    default = f.default if f.default is not dataclasses.MISSING \
+        else f.default_factory()  # type: ignore[misc]
+    key = f"{section}.{f.name}" if section else f.name
+    m = f.metadata
+    return FieldSpec(key, default, m.get("help", ""), choices, m.get("gt"), m.get("ge"),
+                     m.get("lt"), m.get("le"), m.get("length"))
+
+
+@functools.cache
+def field_specs() -> dict[str, FieldSpec]:
+    """Every key (``seed``, ``train.lr``, ...) with its constraints, in the documented order."""
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    out = {name: _spec("", RunConfig, fields[name]) for name in TOP_LEVEL}
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            spec = _spec(section, cls, f)
+            out[spec.key] = spec
+    return out
