@@ -1,7 +1,7 @@
 """Simulation rate of invkit's rejection ABC on the arm, against a naive per-target numpy loop.
 
-The write-up ran rejection ABC at tolerance 0.005 for 9 targets and needed about 7 minutes
-(about 6.6e8 simulations at single-core numpy speed). This script measures, in one run:
+The original comparison ran rejection ABC at tolerance 0.005 for 9 targets and needed about 7
+minutes (about 6.6e8 simulations at single-core numpy speed). This script measures, in one run:
 
 * invkit's ``rejection_abc``: one shared stream of simulations, all 9 targets at once,
   float32 torch, chunked; the rate counts each simulation once (it serves every target);
@@ -26,7 +26,7 @@ from invkit.registry import Registry
 from invkit_abc import rejection_abc
 from invkit_kinematics import plugin as kinematics_plugin
 from invkit_kinematics.arm import LENGTHS, SIGMA
-from invkit_kinematics.plots import WRITEUP_TARGETS
+from invkit_kinematics.plots import COMPARISON_TARGETS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import header  # noqa: E402
@@ -75,7 +75,7 @@ def main() -> None:
     reg = Registry()
     reg.add_plugin(kinematics_plugin, name="kinematics")
     problem = reg.build_problem("kinematics")
-    targets = WRITEUP_TARGETS
+    targets = COMPARISON_TARGETS
     budget, naive_budget = int(args.budget), int(args.naive_budget)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
 

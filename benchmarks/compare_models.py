@@ -4,7 +4,7 @@ For each problem the three solvers answer the same held-out targets y* = s(x), x
 prior, and are judged the same way:
 
 * Err_post: MMD^2 (benchmark kernel) to the reference posterior: exact for the mixture,
-  quantile ABC from a large pool for the arm (``eval.abc_pool``; cached on disk);
+  quantile ABC from a large pool for the arm (``eval.reference_budget``; cached on disk);
 * Err_resim: mean ||s(x_hat) - y*||;
 * calibration (``invkit.evaluation.diagnostics``): largest deviation of central / HPD
   coverage from the nominal level, SBC rank p-value (Bonferroni), rank-histogram bins
@@ -50,7 +50,8 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
         "kinematics": {
             "preset": "quick",
             "common": {"train.n_samples": 50_000, "model.subnet_width": 128,
-                       "eval.n_targets": 50, "eval.n_samples": 500, "eval.abc_pool": 2_000_000,
+                       "eval.n_targets": 50, "eval.n_samples": 500,
+                       "eval.reference_budget": 2_000_000,
                        "eval.calibration_targets": 200},
             # the quick preset keeps the published fit weight (0.01), which leaves the forward
             # process unlearnt; use the default preset's weights
@@ -71,7 +72,7 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
         "kinematics": {
             "preset": "default",
             "common": {"eval.n_targets": 1000, "eval.n_samples": 4000,
-                       "eval.abc_pool": 100_000_000, "eval.calibration_targets": 1000},
+                       "eval.reference_budget": 100_000_000, "eval.calibration_targets": 1000},
             "inn": {},
             "cinn": {},  # the default preset's own cinn block
             "abc_pool": 10_000_000,
@@ -154,7 +155,7 @@ def run_abc(problem: str, spec: dict[str, Any], seed: int) -> dict[str, Any]:
     samples = torch.stack([s[:n] for s in result.samples])
     row: dict[str, Any] = {
         "problem": problem, "method": "abc", "err_post": None, "reference": None,
-        "err_resim": err_resim(samples, targets, prob._forward())[0],
+        "err_resim": err_resim(samples, targets, prob.forward_process)[0],
         "train_time_s": 0.0, "samples_per_s": n_t * n / abc_time,
         "abc_pool": int(spec["abc_pool"]), "abc_time_s": abc_time,
     }

@@ -107,7 +107,7 @@ def case_abc_invkit(budget: int, stop_after: int) -> dict:
 
     from invkit.registry import get_registry
     from invkit_abc import rejection_abc
-    from invkit_kinematics.plots import WRITEUP_TARGETS
+    from invkit_kinematics.plots import COMPARISON_TARGETS
 
     class StopAfter(Progress):
         """Counts simulations through the progress updates and stops the run after a limit."""
@@ -124,12 +124,12 @@ def case_abc_invkit(budget: int, stop_after: int) -> dict:
 
     prob = get_registry().build_problem("kinematics")
     gen = torch.Generator().manual_seed(0)
-    rejection_abc(prob, WRITEUP_TARGETS, 0.005, 2**17, generator=gen, progress=False)  # warm-up
+    rejection_abc(prob, COMPARISON_TARGETS, 0.005, 2**17, generator=gen, progress=False)  # warm-up
     base = peak_rss_mb()
     bar = StopAfter(stop_after)
     t0 = time.perf_counter()
     try:
-        res = rejection_abc(prob, WRITEUP_TARGETS, 0.005, budget, generator=gen, progress=bar)
+        res = rejection_abc(prob, COMPARISON_TARGETS, 0.005, budget, generator=gen, progress=bar)
         sims = res.n_simulations
     except _Stop:
         sims = bar.seen
@@ -142,7 +142,7 @@ def case_abc_naive(budget: int) -> dict:
     import numpy as np
 
     from invkit_kinematics.arm import LENGTHS, SIGMA
-    from invkit_kinematics.plots import WRITEUP_TARGETS
+    from invkit_kinematics.plots import COMPARISON_TARGETS
 
     base = peak_rss_mb()
     t0 = time.perf_counter()
@@ -153,7 +153,7 @@ def case_abc_naive(budget: int) -> dict:
     y1 = np.cos(angles) @ np.array(LENGTHS)
     y2 = x[:, 0] + np.sin(angles) @ np.array(LENGTHS)
     counts = [int((np.hypot(y1 - t[0], y2 - t[1]) < 0.005).sum())
-              for t in WRITEUP_TARGETS.tolist()]
+              for t in COMPARISON_TARGETS.tolist()]
     _, np_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return {"base": base, "simulations": budget, "accepted": counts,

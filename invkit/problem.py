@@ -7,13 +7,16 @@ validate them. All callables work on batches and must be pure torch, so they run
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from invkit import simulators
+from invkit.errors import InvkitError
 
 SampleFn = Callable[[int, torch.Generator], Tensor]
 """``sample(n, generator) -> (n, dim)`` float tensor on ``generator.device``."""
@@ -48,33 +51,86 @@ class Prior:
 
 @dataclass(frozen=True)
 class ForwardProcess:
-    """A deterministic forward process s(x) -> y mapping ``(n, dim_x)`` to ``(n, dim_y)``.
+    """A forward process (simulator) s(x) -> y mapping ``(n, dim_x)`` to ``(n, dim_y)``.
 
-    Observation noise, if the problem has any, is the problem's ``noise_std``, so the same
-    process can be reused by problems with different noise.
+    How invkit calls ``fn`` (:mod:`invkit.simulators` has the details):
+
+    * ``backend``: ``"torch"`` (tensors in and out, on the caller's device) or ``"numpy"``
+      (float64 arrays in, arrays out; runs on the CPU);
+    * ``rng``: ``"none"`` (deterministic: observation noise, if any, is the problem's
+      ``noise_std``, so one process serves problems with different noise), ``"generator"``
+      (``fn(x, generator)`` draws its noise from the generator passed in: a
+      ``torch.Generator``, or a ``numpy.random.Generator`` for numpy) or ``"global"`` (``fn``
+      uses global RNGs; invkit seeds them from its own generator around each call);
+    * ``vectorized``: ``fn`` takes a batch (the default), or, when False, one sample
+      ``(dim_x,)`` at a time and returns ``(dim_y,)``.
+
+    Whatever the kind, ``process(x, generator)`` takes and returns float32 torch batches.
     """
 
     name: str
     dim_x: int
     dim_y: int
-    fn: Callable[[Tensor], Tensor]
+    fn: Callable[..., Any]
+    description: str = ""
+    backend: str = "torch"
+    rng: str = "none"
+    vectorized: bool = True
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return simulators.call(self, x, generator)
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the process adds noise of its own (its ``rng`` is not "none")."""
+        return self.rng != "none"
+
+    @property
+    def differentiable(self) -> bool:
+        """Whether gradients flow through it: torch, batched and deterministic."""
+        return self.backend == "torch" and self.rng == "none" and self.vectorized
+
+
+@dataclass(frozen=True)
+class Simulations:
+    """Pairs (x, y) simulated beforehand (a file, a cluster run): training data for a problem
+    without a simulator. ``load()`` returns float tensors ``(n, dim_x)`` and ``(n, dim_y)``."""
+
+    dim_x: int
+    dim_y: int
+    load: Callable[[], tuple[Tensor, Tensor]]
     description: str = ""
 
-    def __call__(self, x: Tensor) -> Tensor:
-        return self.fn(x)
+
+@dataclass(frozen=True)
+class Observations:
+    """A problem's own observations: ``y`` ``(m, dim_y)``; optionally the parameters that
+    generated them ``x_true`` ``(m, dim_x)``, reference posterior samples (one ``(n_i, dim_x)``
+    tensor per observation, e.g. a benchmark's), and names for the observations."""
+
+    y: Tensor
+    x_true: Tensor | None = None
+    reference_samples: Sequence[Tensor] | None = None
+    names: Sequence[str] | None = None
 
 
 @dataclass(frozen=True)
 class Problem:
     """An inverse problem: a prior, a forward process, and what invkit needs to train and judge.
 
-    ``prior`` and ``forward`` may be objects or the names of ones registered by any plugin.
+    ``prior`` and ``forward`` may be objects or the names of ones registered by any plugin. A
+    problem without a simulator gives ``simulations`` instead (pairs simulated beforehand);
+    then invkit trains and evaluates what needs no simulator (no Err_resim, no baseline).
 
     Optional extras, all called with batched tensors:
     ``reference_posterior(y, n, generator) -> (m, n, dim_x)`` exact posterior samples for
     ``y`` of shape ``(m, dim_y)`` when the posterior is known in closed form;
+    ``observations()`` the problem's own observations (:class:`Observations`), with reference
+    samples where a benchmark provides them;
     ``metrics(ctx) -> dict`` problem-specific figures for ``metrics.json``;
-    ``plots(ctx) -> list[Path]`` problem-specific figures written under ``ctx.plot_dir``.
+    ``plots(ctx) -> list[Path]`` problem-specific figures written under ``ctx.plot_dir``;
+    ``param_names`` / ``obs_names`` label x's and y's coordinates in tables and plots
+    (default ``x1, x2, ...`` and ``y1, y2, ...``).
 
     ``name`` and ``options`` belong to the registry: a problem built by a registered
     builder must carry the name it is registered under, and its options are the resolved
@@ -82,27 +138,53 @@ class Problem:
     """
 
     name: str
-    prior: Prior | str
-    forward: ForwardProcess | str
+    prior: Prior | str | None = None
+    forward: ForwardProcess | str | None = None
     description: str = ""
     noise_std: float = 0.0
     reference_posterior: Callable[[Tensor, int, torch.Generator], Tensor] | None = None
     metrics: Callable[[EvalContext], Mapping[str, Any]] | None = None
     plots: Callable[[EvalContext], list[Path]] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    simulations: Simulations | None = None
+    observations: Callable[[], Observations] | None = None
+    param_names: Sequence[str] | None = None
+    obs_names: Sequence[str] | None = None
 
     # Resolved views; valid once the registry has replaced names with objects.
     @property
     def dim_x(self) -> int:
+        if self.prior is None and self.simulations is not None:
+            return self.simulations.dim_x
         return self.prior_distribution.dim
 
     @property
     def dim_y(self) -> int:
+        if self.forward is None and self.simulations is not None:
+            return self.simulations.dim_y
         return self.forward_process.dim_y
+
+    @property
+    def has_simulator(self) -> bool:
+        """Whether new pairs can be simulated (a prior and a forward process)."""
+        return self.prior is not None and self.forward is not None
+
+    @property
+    def x_names(self) -> list[str]:
+        return list(self.param_names) if self.param_names else \
+            [f"x{k + 1}" for k in range(self.dim_x)]
+
+    @property
+    def y_names(self) -> list[str]:
+        return list(self.obs_names) if self.obs_names else \
+            [f"y{k + 1}" for k in range(self.dim_y)]
 
     @property
     def prior_distribution(self) -> Prior:
         """The prior object (a name given at construction is resolved by the registry)."""
+        if self.prior is None:
+            raise InvkitError(f"Problem {self.name!r} has no prior: it was given as a file of "
+                              f"simulations, and this needs a simulator.")
         if isinstance(self.prior, str):
             raise RuntimeError(f"problem {self.name!r}: prior {self.prior!r} is not resolved")
         return self.prior
@@ -110,6 +192,9 @@ class Problem:
     @property
     def forward_process(self) -> ForwardProcess:
         """The forward process object (a name is resolved by the registry)."""
+        if self.forward is None:
+            raise InvkitError(f"Problem {self.name!r} has no forward process: it was given as "
+                              f"a file of simulations, and this needs a simulator.")
         if isinstance(self.forward, str):
             raise RuntimeError(f"problem {self.name!r}: forward {self.forward!r} is not resolved")
         return self.forward
@@ -118,8 +203,9 @@ class Problem:
         return self.prior_distribution.sample(n, generator)
 
     def simulate(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """y = s(x) plus the problem's observation noise (none when ``noise_std`` is 0)."""
-        y = self.forward_process(x)
+        """y = s(x) plus the problem's observation noise (none when ``noise_std`` is 0); a
+        stochastic process draws its own noise from ``generator`` too."""
+        y = self.forward_process(x, generator)
         if self.noise_std > 0:
             noise = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
             y = y + self.noise_std * noise

@@ -23,7 +23,7 @@ from invkit import hookspecs
 from invkit.config import coerce
 from invkit.errors import InvkitError, PluginError, join_sentences, sentence, suggest
 from invkit.problem import Baseline, ForwardProcess, Prior, Problem, ProblemSpec
-from invkit.validation import check_problem
+from invkit.validation import check_problem, check_process_kind
 
 ENTRY_POINT_GROUP = "invkit"
 KINDS = ("prior", "forward process", "problem", "baseline")
@@ -343,6 +343,8 @@ def _validated(kind: str, cls: type, obj: Any, origin: Origin) -> Entry:
             raise PluginError(
                 f"{origin} registered {kind} {name!r} whose {fn_attr} is not callable."
             )
+    if isinstance(obj, ForwardProcess):
+        check_process_kind(obj, str(origin))
     return Entry(kind, name, obj, origin)
 
 

@@ -157,10 +157,13 @@ class InvkitCliDirective(SphinxDirective):
     has_content = False
 
     def run(self) -> list[nodes.Node]:
-        from invkit.cli import commands
+        import invkit.cli as cli
         from invkit.cli import main as cli_main
 
-        _note_sources(self, cli_main, commands)
+        _note_sources(self, cli_main, *(sys.modules[f"invkit.cli.{m}"] for m in
+                                        ("common", "cmd_list", "cmd_run", "cmd_sample",
+                                         "cmd_evaluate", "cmd_baseline")
+                                        if f"invkit.cli.{m}" in sys.modules), cli)
         parser = cli_main.build_parser()
         out: list[nodes.Node] = []
         out.append(nodes.literal_block(text=parser.format_usage().strip(), language="text"))

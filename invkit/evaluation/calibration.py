@@ -205,7 +205,7 @@ def coverage_from_ranks(
     """Central-interval coverage from SBC ranks, without drawing samples again.
 
     x_true lies in the central level-a interval of a dimension's samples when its quantile
-    u = (rank + 1/2) / (n + 1) satisfies |u - 1/2| <= a / 2 (exact up to 1 / (n + 1) for a
+    u = (rank + 1/2) / (n + 1) satisfies ``|u - 1/2| <= a / 2`` (exact up to 1 / (n + 1) for a
     calibrated sampler). ``coverage`` is the mean over dimensions, ``coverage_per_dim`` is
     (levels x dims).
     """
@@ -287,7 +287,7 @@ def expected_coverage(
     they differ in power against miscalibration, and the KDE costs (n+1)^2 per target.
 
     Returns a JSON-friendly dict: ``levels``, ``coverage``, ``max_coverage_deviation``
-    (max |coverage - level|), ``mean_coverage_deviation`` (signed: negative means
+    (``max |coverage - level|``), ``mean_coverage_deviation`` (signed: negative means
     overconfident), ``standard_error`` (largest binomial s.e. over levels), ``kind``, ``score``
     and, for central, ``coverage_per_dim``.
     """

@@ -23,14 +23,14 @@ from torch import Tensor  # noqa: E402
 
 from invkit_kinematics.arm import arm_points  # noqa: E402
 
-WRITEUP_TARGETS = torch.tensor(
+COMPARISON_TARGETS = torch.tensor(
     [
         [0.5, 1.0], [1.0, 1.0], [1.5, 1.0],
         [1.0, 0.5], [1.5, 0.5], [1.9, 0.4],
         [1.25, -0.5], [1.5, 0.0], [1.75, -0.5],
     ]
 )
-"""Nine reachable end points in the style of the write-up's figure (which does not list its own).
+"""Nine reachable end points in the style of the original INN-vs-ABC figure (which lists none).
 
 They span the workspace and the prior's density: at ABC tolerance 0.005 the acceptance rate
 goes from about 2e-7 at (1.0, 0.5) (bent arm, elbow up or down) to about 1e-4 at (1.9, 0.4)
@@ -106,7 +106,7 @@ def comparison_figure(
     per_row: int = 3,
 ) -> Path:
     """Solvers side by side (e.g. INN, ABC): for each target one panel per solver, next to each
-    other, ``per_row`` targets to a row (the 9 write-up targets: a 3 x 3 grid of pairs)."""
+    other, ``per_row`` targets to a row (the 9 comparison targets: a 3 x 3 grid of pairs)."""
     names = list(panels)
     n, k = len(targets), len(names)
     per_row = max(1, min(per_row, n))
@@ -150,8 +150,8 @@ def _sample(posterior: Any, y: Tensor, n: int, generator: torch.Generator | None
 
 
 def plots(ctx: Any) -> list[Path]:
-    """The problem's plot hook: ``arms.png``, N_ARMS sampled arms for each WRITEUP_TARGETS."""
-    targets = WRITEUP_TARGETS
+    """The problem's plot hook: ``arms.png``, N_ARMS sampled arms for each COMPARISON_TARGETS."""
+    targets = COMPARISON_TARGETS
     samples = _sample(ctx.posterior, targets, N_ARMS, getattr(ctx, "generator", None))
     samples = torch.as_tensor(samples).detach().cpu()
     path = arms_figure(

@@ -109,3 +109,24 @@ def test_sample_when_the_installed_plugin_failed_to_load(registry, tmp_path, cap
            "module named 'scipy'. Fix the plugin (or reinstall it), then check with 'invkit " \
            "list'" in err
     assert "pip install" not in err and "not installed" not in err
+
+
+def test_core_runs_without_the_reference_baseline(tmp_path):
+    """Only the kinematics plugin loaded: the run trains and evaluates, and says it skipped
+    Err_post because the reference baseline (eval.reference_baseline=abc) is missing."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    env = {**os.environ, "INVKIT_PLUGINS": "kinematics", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "invkit", "run", "kinematics", "--preset", "quick", "--quiet",
+           "--set", "train.steps=20", "--set", "eval.plots=false",
+           "--set", "eval.calibration_targets=20", "--out", str(out)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "err_post" not in metrics and "err_resim" in metrics
+    assert "reference baseline 'abc' (eval.reference_baseline) is not installed" \
+        in metrics["err_post_skipped"]

@@ -14,7 +14,7 @@ from invkit_abc import plugin as abc_plugin
 from invkit_abc import quantile_abc, rejection_abc
 from invkit_abc.stream import stream
 from invkit_kinematics import plugin as kin_plugin
-from invkit_kinematics.plots import WRITEUP_TARGETS
+from invkit_kinematics.plots import COMPARISON_TARGETS
 
 A = torch.tensor([[1.0, 0.5], [-0.3, 1.0]])
 NOISE = 0.3
@@ -58,11 +58,11 @@ def pool(problem: Problem, budget: int, seed: int, seed_block: int):
 def test_rejection_acceptances_lie_within_tolerance(arm_problem: Problem) -> None:
     tol = 0.01
     res = rejection_abc(
-        arm_problem, WRITEUP_TARGETS, tol, 1_000_000, generator=gen(), progress=False
+        arm_problem, COMPARISON_TARGETS, tol, 1_000_000, generator=gen(), progress=False
     )
     assert res.n_simulations == 1_000_000
     assert sum(res.counts) > 50
-    for target, x in zip(WRITEUP_TARGETS, res.samples, strict=True):
+    for target, x in zip(COMPARISON_TARGETS, res.samples, strict=True):
         if len(x):
             d = (arm_problem.simulate(x) - target).norm(dim=1)
             assert d.max() < tol + 1e-6
@@ -77,7 +77,7 @@ def many_targets(problem: Problem, m: int) -> torch.Tensor:
 def test_rejection_equals_brute_force(arm_problem: Problem, m: int) -> None:
     """The filters drop nothing: the accepted set is exactly the brute-force one."""
     tol, budget, block = 0.05, 300_000, 2**14
-    targets = WRITEUP_TARGETS[[1, 4, 5]] if m == 3 else many_targets(arm_problem, m)
+    targets = COMPARISON_TARGETS[[1, 4, 5]] if m == 3 else many_targets(arm_problem, m)
     res = rejection_abc(
         arm_problem, targets, tol, budget, chunk_size=block, seed_block=block,
         generator=gen(7), progress=False,
@@ -118,7 +118,7 @@ def test_reach_prefilter_drops_nothing(arm_problem: Problem, monkeypatch) -> Non
 @pytest.mark.parametrize("m", [9, 40])
 def test_quantile_equals_brute_force(arm_problem: Problem, m: int) -> None:
     k, budget, block = 300, 200_000, 2**13
-    targets = WRITEUP_TARGETS if m == 9 else many_targets(arm_problem, m)
+    targets = COMPARISON_TARGETS if m == 9 else many_targets(arm_problem, m)
     res = quantile_abc(
         arm_problem, targets, k, budget, chunk_size=4 * block, seed_block=block,
         generator=gen(3), progress=False,
@@ -158,11 +158,11 @@ def test_results_do_not_depend_on_chunk_size(arm_problem: Problem, method: str) 
     def run(chunk: int):
         if method == "rejection":
             return rejection_abc(
-                arm_problem, WRITEUP_TARGETS, 0.03, 300_000, chunk_size=chunk,
+                arm_problem, COMPARISON_TARGETS, 0.03, 300_000, chunk_size=chunk,
                 seed_block=2**13, generator=gen(5), progress=False,
             )
         return quantile_abc(
-            arm_problem, WRITEUP_TARGETS, 200, 300_000, chunk_size=chunk, seed_block=2**13,
+            arm_problem, COMPARISON_TARGETS, 200, 300_000, chunk_size=chunk, seed_block=2**13,
             generator=gen(5), progress=False,
         )
 
@@ -207,7 +207,7 @@ def test_memory_bounded_by_chunk_not_budget() -> None:
 
 
 def test_max_accept_stops_early_and_keeps_first_acceptances(arm_problem: Problem) -> None:
-    targets = WRITEUP_TARGETS[[2, 5]]
+    targets = COMPARISON_TARGETS[[2, 5]]
     kw = dict(chunk_size=2**14, seed_block=2**14, progress=False)
     full = rejection_abc(arm_problem, targets, 0.02, 2_000_000, generator=gen(2), **kw)
     assert min(full.counts) > 40
@@ -260,7 +260,7 @@ def test_registered_baseline_runs_both_methods(arm_problem: Problem) -> None:
     reg.add_plugin(abc_plugin, name="abc")
     baseline = reg.baseline("abc")
     opts = {**baseline.options, "budget": 300_000, "min_accept": 0}
-    y = WRITEUP_TARGETS[[5, 8]]
+    y = COMPARISON_TARGETS[[5, 8]]
     res = baseline.run(arm_problem, y, 30, {**opts, "tolerance": 0.02}, gen())
     assert res.counts == [30, 30] and res.n_simulations <= 300_000 and res.wall_time_s > 0
     res = baseline.run(arm_problem, y, 30, {**opts, "method": "quantile"}, gen())
@@ -273,7 +273,7 @@ def test_registered_baseline_runs_both_methods(arm_problem: Problem) -> None:
 
 
 def test_progress_bar_runs(arm_problem: Problem, capsys: pytest.CaptureFixture[str]) -> None:
-    res = quantile_abc(arm_problem, WRITEUP_TARGETS[:1], 10, 100_000, generator=gen(),
+    res = quantile_abc(arm_problem, COMPARISON_TARGETS[:1], 10, 100_000, generator=gen(),
                        progress=True)
     assert res.counts == [10]
     assert "sims" in capsys.readouterr().err

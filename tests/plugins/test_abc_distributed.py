@@ -44,10 +44,10 @@ def _gen(seed: int) -> torch.Generator:
 def _scenarios(shard: distributed.Shard | None) -> dict[str, dict]:
     """Every ABC call of the comparison; ``shard=None`` is the one-process reference."""
     from invkit_abc import quantile_abc, rejection_abc
-    from invkit_kinematics.plots import WRITEUP_TARGETS
+    from invkit_kinematics.plots import COMPARISON_TARGETS
 
     problem = _problem()
-    few = WRITEUP_TARGETS[[2, 5]]
+    few = COMPARISON_TARGETS[[2, 5]]
     many = problem.simulate(problem.sample_prior(40, _gen(99)))  # >= 16: the band filter
     runs = {
         "rejection_stops": rejection_abc(problem, few, 0.05, 600_000, generator=_gen(1),
@@ -72,7 +72,7 @@ def _plugin_runs() -> dict[str, dict]:
     """The registered baseline: it finds the joined group through invkit.distributed."""
     from invkit.registry import Registry
     from invkit_abc import plugin as abc_plugin
-    from invkit_kinematics.plots import WRITEUP_TARGETS
+    from invkit_kinematics.plots import COMPARISON_TARGETS
 
     reg = Registry()
     reg.add_plugin(abc_plugin, name="abc")
@@ -81,7 +81,7 @@ def _plugin_runs() -> dict[str, dict]:
             "tolerance": 0.05, "min_accept": 0}
     out = {}
     for method in ("rejection", "quantile"):
-        r = baseline.run(_problem(), WRITEUP_TARGETS[[1, 5]], 30, {**opts, "method": method},
+        r = baseline.run(_problem(), COMPARISON_TARGETS[[1, 5]], 30, {**opts, "method": method},
                          _gen(7))
         out[method] = {"samples": r.samples, "n": r.n_simulations, "info": r.info}
     return out
@@ -90,10 +90,10 @@ def _plugin_runs() -> dict[str, dict]:
 def _reference() -> torch.Tensor:
     from invkit.evaluation.reference import baseline_reference
     from invkit.registry import get_registry
-    from invkit_kinematics.plots import WRITEUP_TARGETS
+    from invkit_kinematics.plots import COMPARISON_TARGETS
 
     baseline = get_registry().baseline("abc")
-    return baseline_reference(_problem(), baseline, WRITEUP_TARGETS[:3], _eval_config(),
+    return baseline_reference(_problem(), baseline, COMPARISON_TARGETS[:3], _eval_config(),
                               progress=False)
 
 
@@ -122,10 +122,10 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         result = {"direct": _scenarios(shard), "plugin": _plugin_runs()}
         # as after `torchrun ... invkit run` training: every rank computes the reference
         from invkit.evaluation.reference import prepare_reference
-        from invkit_kinematics.plots import WRITEUP_TARGETS
+        from invkit_kinematics.plots import COMPARISON_TARGETS
 
         os.environ["INVKIT_CACHE"] = str(Path(out) / "together")
-        prepare_reference(_problem(), WRITEUP_TARGETS[:3], _eval_config(), progress=False)
+        prepare_reference(_problem(), COMPARISON_TARGETS[:3], _eval_config(), progress=False)
         if rank == 0:  # then rank 0's evaluation reads it (no collective: nothing to wait for)
             result["prepared"] = _reference()
         with distributed.one_rank():
@@ -201,10 +201,10 @@ def test_reference_before_rank_0_evaluates_is_shared_work(two_ranks, tmp_path, m
 
 def test_prepare_reference_is_a_no_op_in_one_process(tmp_path, monkeypatch):
     from invkit.evaluation.reference import prepare_reference
-    from invkit_kinematics.plots import WRITEUP_TARGETS
+    from invkit_kinematics.plots import COMPARISON_TARGETS
 
     monkeypatch.setenv("INVKIT_CACHE", str(tmp_path))
-    prepare_reference(_problem(), WRITEUP_TARGETS[:3], _eval_config(), progress=False)
+    prepare_reference(_problem(), COMPARISON_TARGETS[:3], _eval_config(), progress=False)
     assert not list(tmp_path.rglob("*.pt"))
 
 

@@ -14,7 +14,7 @@ from invkit.errors import InvkitError
 from invkit.registry import Registry
 from invkit_kinematics import arm
 from invkit_kinematics import plugin as kin_plugin
-from invkit_kinematics.plots import WRITEUP_TARGETS, comparison_figure, draw_arms, plots
+from invkit_kinematics.plots import COMPARISON_TARGETS, comparison_figure, draw_arms, plots
 
 PI = math.pi
 
@@ -120,10 +120,10 @@ def test_presets_are_valid_config(preset: str) -> None:
 
 
 def test_targets_are_reachable() -> None:
-    """Every write-up target has prior simulations close to it (no empty ABC panels)."""
-    assert WRITEUP_TARGETS.shape == (9, 2)
+    """Every comparison target has prior simulations close to it (no empty ABC panels)."""
+    assert COMPARISON_TARGETS.shape == (9, 2)
     y = arm.forward(arm.sample_prior(1_000_000, torch.Generator().manual_seed(0)))
-    nearest = torch.cdist(WRITEUP_TARGETS, y).min(1).values
+    nearest = torch.cdist(COMPARISON_TARGETS, y).min(1).values
     assert nearest.max() < 0.02
 
 
@@ -153,10 +153,10 @@ def test_draw_arms_and_comparison(tmp_path: Path) -> None:
 
     fig, ax = plt.subplots()
     draw_arms(ax, torch.empty(0, 4), [1.0, 0.5])  # an ABC target with no acceptances
-    draw_arms(ax, torch.zeros(4), WRITEUP_TARGETS[0], color="C1")  # one configuration
+    draw_arms(ax, torch.zeros(4), COMPARISON_TARGETS[0], color="C1")  # one configuration
     plt.close(fig)
     x = [arm.sample_prior(5, torch.Generator().manual_seed(i)) for i in range(2)]
-    out = comparison_figure({"INN": x, "ABC": x}, WRITEUP_TARGETS[:2], tmp_path / "cmp.png")
+    out = comparison_figure({"INN": x, "ABC": x}, COMPARISON_TARGETS[:2], tmp_path / "cmp.png")
     assert out.exists()
 
 

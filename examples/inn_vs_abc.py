@@ -1,6 +1,6 @@
-"""The write-up's comparison: INN posterior vs rejection ABC (tolerance 0.005) on 9 arm targets.
+"""The INN beside rejection ABC (tolerance 0.005) on 9 arm targets: samples, cost, Err_resim.
 
-    python examples/writeup_comparison.py RUN_DIR [--budget 1e9] [--tolerance 0.005] [--out DIR]
+    python examples/inn_vs_abc.py RUN_DIR [--budget 1e9] [--tolerance 0.005] [--out DIR]
 
 RUN_DIR is a trained kinematics run (``invkit run kinematics``). Writes ``comparison.png``
 (sampled arm configurations of both methods side by side, targets marked) and
@@ -19,7 +19,7 @@ import torch
 
 import invkit
 from invkit.registry import get_registry
-from invkit_kinematics.plots import WRITEUP_TARGETS, comparison_figure
+from invkit_kinematics.plots import COMPARISON_TARGETS, comparison_figure
 
 N_INN = 1000
 TIMED_CALLS = 5  # INN sampling is timed this many times; the table gives the median
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--budget", type=float, default=1e9,
                    help="ABC simulations, shared by all targets (1e9: >= 100 acceptances for "
-                        "each of the 9 targets; the write-up used about 6.6e8)")
+                        "each of the 9 targets; the original comparison used about 6.6e8)")
     p.add_argument("--tolerance", type=float, default=0.005, help="ABC L2 tolerance in y")
     p.add_argument("--n-abc", type=int, default=1300, help="ABC acceptances kept per target")
     p.add_argument("--out", type=Path, help="output folder (default RUN_DIR/comparison)")
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"on the kinematics problem.")
     kind = getattr(getattr(posterior.config, "model", None), "kind", "inn")
     label = "cINN" if kind == "cinn" else "INN"
-    targets = WRITEUP_TARGETS
+    targets = COMPARISON_TARGETS
     posterior.sample(targets, 10, seed=args.seed)  # warm-up, as any second call would be
     times = []
     for _ in range(TIMED_CALLS):  # the median of a few calls: one can hit a busy moment

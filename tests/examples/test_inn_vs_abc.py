@@ -1,4 +1,4 @@
-"""examples/writeup_comparison.py end to end on a tiny run and a small ABC budget."""
+"""examples/inn_vs_abc.py end to end on a tiny run and a small ABC budget."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import pytest
 
 from invkit.cli.main import main as invkit_main
 
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "writeup_comparison.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "inn_vs_abc.py"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("writeup_comparison", SCRIPT)
+    spec = importlib.util.spec_from_file_location("inn_vs_abc", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
