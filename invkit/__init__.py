@@ -36,7 +36,7 @@ __all__ = [
 
 def load(run_dir: Any, device: str = "cpu") -> Posterior:
     """The posterior of a trained run directory (or a ``model.pt`` inside one)."""
-    from invkit.rundir import load_posterior
+    from invkit.loading import load_posterior
 
     return load_posterior(run_dir, device=device)
 

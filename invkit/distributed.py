@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import datetime
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -84,6 +85,12 @@ class Shard:
         out: list = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
+
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is set on any rank (every rank must call this at the same point)."""
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
 
     def mean(self, t: Tensor) -> Tensor:
         """The mean of ``t`` over ranks (a new tensor)."""
@@ -159,10 +166,12 @@ def init_from_env(device: torch.device) -> Shard | None:
             f"not on {device.type!r}. Use --device cuda or --device cpu, or run one process."
         )
     if not dist.is_initialized():
+        timeout = datetime.timedelta(seconds=float(os.environ.get("INVKIT_DIST_TIMEOUT", 300)))
         if device.type == "cuda":
-            dist.init_process_group(backend, rank=rank, world_size=world, device_id=device)
+            dist.init_process_group(backend, rank=rank, world_size=world, device_id=device,
+                                    timeout=timeout)
         else:
-            dist.init_process_group(backend, rank=rank, world_size=world)
+            dist.init_process_group(backend, rank=rank, world_size=world, timeout=timeout)
         atexit.register(shutdown)
     _current = Shard(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local,
                      backend=backend, device=device)

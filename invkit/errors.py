@@ -6,6 +6,7 @@ The CLI prints an ``InvkitError`` as one paragraph without a traceback; anything
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
 
 
@@ -70,3 +71,24 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     if not matches:
         return ""
     return " Did you mean " + " or ".join(repr(m) for m in matches) + "?"
+
+
+def os_error_fix(exc: OSError) -> str:
+    """What to do about an OS error, by its cause (a full disk is not a read-only one)."""
+    code = exc.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return "The disk is full: free some space or choose another --out."
+    if code == errno.EROFS:
+        return "That file system is read-only: choose a writable --out."
+    if code in (errno.EACCES, errno.EPERM):
+        return "That location is not writable: choose a writable --out."
+    if code in (errno.ENOENT, errno.ENOTDIR):
+        return "Check the path: a folder in it does not exist."
+    return "Check the path and the free space."
+
+
+def os_error_message(exc: OSError) -> str:
+    """One sentence for an OS error: what failed, on which file, and the fix."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    what = exc.strerror or str(exc)
+    return f"{what}{where}. {os_error_fix(exc)}"

@@ -2,25 +2,71 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from invkit.errors import InvkitError
+from invkit.errors import InvkitError, InvkitWarning
 from invkit.problem import Problem
+
+MEMORY_FRACTION = 0.8
+"""A result may take at most this share of the memory available when it is requested."""
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for new tensors on ``device`` (None when it cannot be told)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _allocate(shape: tuple[int, ...], device: torch.device, what: str) -> Tensor:
+    """An empty float32 result, or a clear error when it cannot fit in memory."""
+    need = 4 * math.prod(shape)
+    free = available_memory(device)
+    if free is not None and need > MEMORY_FRACTION * free:
+        raise InvkitError(
+            f"The {what} asked for need {need / 2**30:.3g} GiB ({' x '.join(map(str, shape))} "
+            f"float32 values), more than the {free / 2**30:.3g} GiB of memory available on "
+            f"{device}. Ask for fewer samples per observation (n) or fewer observations at "
+            f"once, and write them out in parts.")
+    try:
+        return torch.empty(shape, device=device)
+    except (RuntimeError, MemoryError) as exc:
+        raise InvkitError(f"Could not allocate the {what} ({need / 2**30:.3g} GiB) on {device}: "
+                          f"{str(exc).splitlines()[0]}. Ask for fewer samples or observations "
+                          f"at once.") from None
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def as_observations(y: Any, dim_y: int, device: torch.device,
                     what: str = "y") -> tuple[Tensor, bool]:
     """Accept numpy/torch/list y of shape (dim_y,) or (m, dim_y); return (m, dim_y), single?"""
     try:
-        t = torch.as_tensor(np.asarray(y, dtype=np.float32) if not torch.is_tensor(y) else y)
+        t = torch.as_tensor(np.asarray(y, dtype=np.float64) if not torch.is_tensor(y) else y)
     except (TypeError, ValueError) as exc:
         raise InvkitError(
             f"{what} must be numbers of shape ({dim_y},) or (m, {dim_y}): {exc}."
         ) from None
+    if t.is_floating_point() and bool(torch.isfinite(t).all()) \
+            and bool((t.abs() > FLOAT32_MAX).any()):
+        raise InvkitError(f"{what} has values beyond float32's range (about 3.4e38), which the "
+                          f"network computes in; observations of that size cannot be used.")
     t = t.to(device=device, dtype=torch.float32)
     single = t.dim() == 1
     if single:
@@ -45,12 +91,34 @@ class Posterior:
     """
 
     def __init__(self, model: nn.Module, problem: Problem, config: Any,
-                 device: torch.device) -> None:
+                 device: torch.device, y_range: dict[str, list[float]] | None = None) -> None:
         self.model = model.to(device).eval()
         self.problem = problem
         self.config = config
         self.device = device
         self.dim_x, self.dim_y = problem.dim_x, problem.dim_y
+        # the observations seen in training (min, max per dimension), to warn about a y far
+        # outside them: the network extrapolates there, and its samples mean little
+        self.y_range = None
+        if y_range and len(y_range.get("y_min", [])) == self.dim_y:
+            self.y_range = (torch.tensor(y_range["y_min"]), torch.tensor(y_range["y_max"]))
+
+    def check_observations(self, y: Tensor) -> None:
+        """Warn when observations lie far outside what the model was trained on."""
+        if self.y_range is None:
+            return
+        lo, hi = (t.to(y.device) for t in self.y_range)
+        margin = 0.1 * (hi - lo).clamp_min(1e-12)
+        outside = (y < lo - margin) | (y > hi + margin)
+        if bool(outside.any()):
+            rows = int(outside.any(1).sum())
+            dims = [self.problem.y_names[k] for k in outside.any(0).nonzero().flatten().tolist()]
+            span = "; ".join(f"{self.problem.y_names[k]} in [{lo[k]:.4g}, {hi[k]:.4g}]"
+                             for k in range(self.dim_y))
+            warnings.warn(InvkitWarning(
+                f"{rows} of {y.shape[0]} observation(s) lie outside the range the model was "
+                f"trained on ({', '.join(dims)}; training data: {span}): its samples there are "
+                f"extrapolation, not a posterior."), stacklevel=3)
 
     def _generator(self, seed: int | None, generator: torch.Generator | None) -> torch.Generator:
         if generator is not None:
@@ -83,20 +151,25 @@ class Posterior:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise InvkitError(f"n must be a positive int (samples per observation), got {n!r}.")
         yt, single = as_observations(y, self.dim_y, self.device)
+        self.check_observations(yt)
         gen = self._generator(seed, generator)
         m = yt.shape[0]
         total = m * n
         chunk = self._rows_per_pass(chunk)
-        xs, lps = [], []
+        # one preallocated output, filled chunk by chunk: the peak is the result plus one
+        # chunk's network activations, however many samples are asked for
+        x_out = _allocate((total, self.dim_x), self.device, "samples")
+        lp_out = _allocate((total,), self.device, "log densities") if with_log_prob else None
         for start in range(0, total, chunk):
             stop = min(total, start + chunk)
             rows = torch.arange(start, stop, device=self.device) // n
             x, lp = self._sample_rows(yt[rows], gen, with_log_prob)
-            xs.append(x)
-            if lp is not None:
-                lps.append(lp)
-        x = torch.cat(xs).reshape(m, n, self.dim_x)
-        lp = torch.cat(lps).reshape(m, n) if with_log_prob else None
+            x_out[start:stop] = x
+            if lp_out is not None and lp is not None:
+                lp_out[start:stop] = lp
+            del x, lp
+        x = x_out.reshape(m, n, self.dim_x)
+        lp = lp_out.reshape(m, n) if lp_out is not None else None
         if single:
             x = x[0]
             lp = lp[0] if lp is not None else None

@@ -9,9 +9,8 @@ Environment variables:
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from importlib import metadata
@@ -22,6 +21,7 @@ import pluggy
 from invkit import hookspecs
 from invkit.config import coerce
 from invkit.errors import InvkitError, PluginError, join_sentences, sentence, suggest
+from invkit.plugin_hints import hook_hint, undecorated_hooks, undecorated_message
 from invkit.problem import Baseline, ForwardProcess, Prior, Problem, ProblemSpec
 from invkit.validation import check_problem, check_process_kind
 
@@ -84,6 +84,10 @@ class Registry:
     """Everything registered, by kind and name, plus the plugins that failed to load."""
 
     entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    # a name two distributions both register: neither gets the bare name (whatever the load
+    # order); each is reachable as "DISTRIBUTION:NAME"
+    ambiguous: dict[str, dict[str, list[Entry]]] = field(
+        default_factory=lambda: {k: {} for k in KINDS})
     failed: list[FailedPlugin] = field(default_factory=list)
     warnings: list[PluginWarning] = field(default_factory=list)
     pm: pluggy.PluginManager = field(default_factory=lambda: _new_manager())
@@ -122,7 +126,7 @@ class Registry:
             self.pm.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
             raise PluginError(f"{origin} does not fit the plugin contract: "
-                              f"{_hook_hint(str(exc))}") from None
+                              f"{hook_hint(str(exc))}") from None
         try:
             self.pm.check_pending()
             staged: list[Entry] = []
@@ -145,12 +149,14 @@ class Registry:
             seen: set[tuple[str, str]] = set()
             for entry in staged:
                 key = (entry.kind, entry.name)
-                clash = self.entries[entry.kind].get(entry.name)
-                if clash is not None or key in seen:
-                    other = clash.origin if clash is not None else origin
+                clash = [e for e in self._all(entry.kind, entry.name)
+                         if dist_key(e.origin.distribution) == dist_key(distribution)]
+                if clash or key in seen:
+                    other = clash[0].origin if clash else origin
                     raise PluginError(
                         f"{origin} registers a {entry.kind} named {entry.name!r}, but {other} "
-                        f"already registered one. Names must be unique: rename one of them."
+                        f"already registered one. Names must be unique within a "
+                        f"distribution: rename one of them."
                     )
                 seen.add(key)
         except Exception as exc:
@@ -158,21 +164,58 @@ class Registry:
             if isinstance(exc, PluginError):
                 raise
             raise PluginError(
-                f"{origin} breaks the plugin contract: {_hook_hint(str(exc))}"
+                f"{origin} breaks the plugin contract: {hook_hint(str(exc))}"
             ) from None
         for entry in staged:
-            self.entries[entry.kind][entry.name] = entry
-        undecorated = _undecorated_hooks(self.pm, plugin)
+            self._keep(entry)
+        undecorated = undecorated_hooks(self.pm, plugin)
         if undecorated:
             self.warnings.append(PluginWarning(name, distribution,
-                                               _undecorated_message(origin, plugin, undecorated)))
+                                               undecorated_message(origin, plugin, undecorated)))
+
+    def _all(self, kind: str, name: str) -> list[Entry]:
+        """Every registration of ``name`` of this kind (two or more when it is ambiguous)."""
+        if name in self.ambiguous[kind]:
+            return list(self.ambiguous[kind][name])
+        return [self.entries[kind][name]] if name in self.entries[kind] else []
+
+    def _keep(self, entry: Entry) -> None:
+        kind, name = entry.kind, entry.name
+        others = self._all(kind, name)
+        if not others:
+            self.entries[kind][name] = entry
+            return
+        # a clash between distributions: the bare name goes to neither, deterministically
+        self.entries[kind].pop(name, None)
+        every = others + [entry]
+        self.ambiguous[kind][name] = every
+        for e in every:
+            self.entries[kind][qualified(e)] = e
+        listed = " and ".join(f"{e.origin} as {qualified(e)!r}" for e in every)
+        self.warnings = [w for w in self.warnings if not w.message.startswith(
+            f"The {kind} name {name!r}")]
+        self.warnings.append(PluginWarning(
+            entry.origin.plugin, entry.origin.distribution,
+            f"The {kind} name {name!r} is registered by {len(every)} distributions, so neither "
+            f"may use it alone: ask for {listed} (or uninstall one of them)."))
 
     # -- lookup --------------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
         return sorted(self.entries[kind])
 
+    def has(self, kind: str, name: str) -> bool:
+        """Whether ``name`` is registered (an ambiguous name counts: looking it up explains)."""
+        return name in self.entries[kind] or name in self.ambiguous[kind]
+
     def entry(self, kind: str, name: str) -> Entry:
         table = self.entries[kind]
+        if name in self.ambiguous[kind]:
+            listed = ", ".join(f"{qualified(e)!r} ({e.origin})"
+                               for e in self.ambiguous[kind][name])
+            raise InvkitError(f"The {kind} name {name!r} is registered by several "
+                              f"distributions: {listed}. Ask for one of them by its qualified "
+                              f"name, e.g. 'invkit run {qualified(self.ambiguous[kind][name][0])}'"
+                              f", or uninstall the one you do not want.")
         if name not in table:
             known = ", ".join(sorted(table)) or "none"
             hint = suggest(name, table)
@@ -212,11 +255,11 @@ class Registry:
                 f"{entry.origin}: the builder of problem {name!r} returned "
                 f"{type(problem).__name__}, expected invkit.Problem."
             )
-        if problem.name != name:
+        if problem.name != spec.name:
             raise PluginError(
-                f"{entry.origin}: the builder of problem {name!r} returned a Problem named "
+                f"{entry.origin}: the builder of problem {spec.name!r} returned a Problem named "
                 f"{problem.name!r}. A problem is known by the name its ProblemSpec registers: "
-                f"build it with name={name!r}."
+                f"build it with name={spec.name!r}."
             )
         if problem.options and dict(problem.options) != opts:
             raise PluginError(
@@ -235,6 +278,10 @@ class Registry:
         return problem
 
     def _referenced(self, kind: str, ref: str, problem: str, origin: Origin) -> Any:
+        own = [e for e in self.ambiguous[kind].get(ref, [])
+               if dist_key(e.origin.distribution) == dist_key(origin.distribution)]
+        if own:  # a name several distributions register: a problem means its own one
+            return own[0].obj
         try:
             return self.entry(kind, ref).obj
         except InvkitError as exc:
@@ -243,6 +290,16 @@ class Registry:
 
     def origin(self, kind: str, name: str) -> Origin:
         return self.entry(kind, name).origin
+
+
+def qualified(entry: Entry) -> str:
+    """The unambiguous name of a registration: 'DISTRIBUTION:NAME'."""
+    return f"{entry.origin.distribution}:{entry.name}"
+
+
+def dist_key(name: str) -> str:
+    """A distribution name as pip compares them: case, '-', '_' and '.' do not matter."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def resolve_options(
@@ -259,63 +316,6 @@ def resolve_options(
             )
         out[key] = coerce(value, declared[key], f"{owner} option {key!r}")
     return out
-
-
-def _hook_hint(message: str) -> str:
-    """pluggy's message for a misspelt hook, with the memory address dropped and a suggestion."""
-    import re
-
-    hooks = [name for name, _ in _HOOKS.values()]
-    m = re.search(r"unknown hook '([^']+)'", message)
-    if not m:
-        return message
-    return (f"it implements an unknown hook {m.group(1)!r}.{suggest(m.group(1), hooks)} "
-            f"The hooks are: {', '.join(hooks)}.")
-
-
-def _undecorated_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
-    """Functions of ``plugin`` named like invkit hooks (or close to it) that pluggy did not take
-    as hook implementations because ``@invkit.hookimpl`` is missing."""
-    hooks = [name for name, _ in _HOOKS.values()]
-    found = []
-    for attr in dir(plugin):
-        if not attr.startswith("invkit_"):
-            continue
-        if attr not in hooks and not attr.startswith("invkit_register") \
-                and not difflib.get_close_matches(attr, hooks, n=1, cutoff=0.8):
-            continue
-        try:
-            value = inspect.getattr_static(plugin, attr)
-        except AttributeError:
-            continue
-        if isinstance(value, (staticmethod, classmethod)):
-            value = value.__func__
-        if not (inspect.isfunction(value) or inspect.ismethod(value)):
-            continue
-        if getattr(value, hookspecs.PROJECT + "_spec", None) is not None:
-            continue  # a hookspec imported into the module, not an attempt at a hook
-        if pm.parse_hookimpl_opts(plugin, attr) is None:
-            found.append(attr)
-    return found
-
-
-def _undecorated_message(origin: Origin, plugin: object, names: list[str]) -> str:
-    if inspect.ismodule(plugin):
-        where = f"module {plugin.__name__}"
-    else:
-        cls = plugin if isinstance(plugin, type) else type(plugin)
-        where = f"{cls.__module__}.{cls.__qualname__}"
-    hooks = [name for name, _ in _HOOKS.values()]
-    listed = ", ".join(names)
-    one = len(names) == 1
-    misspelt = "".join(f" {n!r} is not a hook name either.{suggest(n, hooks)}"
-                       for n in names if n not in hooks)
-    who = str(origin)
-    it = "it" if one else "them"
-    return (f"{who[:1].upper()}{who[1:]}: {where} defines {listed} without the "
-            f"@invkit.hookimpl decorator, so invkit does not call {it} and registers nothing "
-            f"from {it}. Put @invkit.hookimpl (after 'import invkit') on the line above each "
-            f"'def'.{misspelt}")
 
 
 def _validated(kind: str, cls: type, obj: Any, origin: Origin) -> Entry:

@@ -1,25 +1,34 @@
-"""The run directory: config.toml, model.pt, metrics.json, plots/, and loading it back."""
+"""The run directory: its layout, and making one safely.
+
+A run directory holds ``config.toml``, ``model.pt``, ``metrics.json``, ``plots/`` and a marker
+file, ``.invkit-run``, that says invkit wrote it (with a format version). ``--force`` replaces
+only such a directory (or, for runs written before the marker, one with exactly the run
+layout and nothing else), and never deletes it before the new run has started: the old run is
+moved aside, the new one is created in a temporary folder and renamed into place already
+locked (:mod:`invkit.lock`), and the old one is deleted only once the new one has trained (or
+put back if the new one fails before its first step).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
-import re
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from invkit.checkpoint import first_line, load_checkpoint
-from invkit.config import RunConfig, config_from_dict
-from invkit.errors import CheckpointError, InvkitError, InvkitWarning, join_sentences
-from invkit.models.kinds import build_model
-from invkit.posterior import Posterior
-from invkit.problem import Problem
-from invkit.registry import Registry, get_registry
+from invkit.errors import InvkitError, os_error_fix
+from invkit.lock import LOCK, RunLock
 
 CONFIG, MODEL, METRICS, PLOTS = "config.toml", "model.pt", "metrics.json", "plots"
+MARKER = ".invkit-run"
+MARKER_FORMAT = {"format": "invkit-run", "version": 1}
+TRAIN_LOG, SIMULATIONS = "train_log.csv", "simulations"
+_LAYOUT = {CONFIG, MODEL, METRICS, PLOTS, MARKER, LOCK, TRAIN_LOG, SIMULATIONS, "tensorboard"}
+"""Everything invkit writes into a run directory (plus its own hidden temporary files)."""
 
 
 def default_run_dir(problem: str, root: Path = Path("runs")) -> Path:
@@ -32,27 +41,111 @@ def default_run_dir(problem: str, root: Path = Path("runs")) -> Path:
     return path
 
 
-def create_run_dir(path: Path, force: bool = False) -> Path:
-    """Make the run directory; an existing one is replaced only with ``force``."""
+def is_run_dir(path: Path) -> bool:
+    """Whether invkit wrote ``path``: its marker, or (runs older than the marker) exactly the
+    run layout, with nothing that invkit does not write."""
     path = Path(path)
-    if path.exists():
+    if not path.is_dir():
+        return False
+    marker = path / MARKER
+    if marker.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            return json.loads(marker.read_text()).get("format") == MARKER_FORMAT["format"]
+        return False
+    names = {p.name for p in path.iterdir()}
+    ours = {n for n in names if n in _LAYOUT or (n.startswith(".") and n.endswith(".tmp"))}
+    plots_ok = not (path / PLOTS).is_dir() or \
+        all(p.suffix == ".png" or p.name.endswith(".tmp") for p in (path / PLOTS).iterdir())
+    return bool(names) and names == ours and (CONFIG in names or MODEL in names) and plots_ok
+
+
+class NewRun:
+    """A freshly made run directory, locked; it may have replaced an older run (``--force``).
+
+    ``settle()`` once the new run has trained: the old run, moved aside, is deleted.
+    ``abandon()`` if it fails before training: the new directory is removed and the old run
+    put back. ``release()`` drops the lock (at the end of the process in any case).
+    """
+
+    def __init__(self, path: Path, lock: RunLock, aside: Path | None, old_lock: RunLock | None,
+                 made_parents: list[Path]) -> None:
+        self.path, self.lock, self.aside = path, lock, aside
+        self._old_lock, self._made_parents = old_lock, made_parents
+
+    def settle(self) -> None:
+        if self.aside is not None:
+            shutil.rmtree(self.aside, ignore_errors=True)
+            self.aside = None
+        self._release_old()
+
+    def abandon(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.aside is not None:
+            with contextlib.suppress(OSError):
+                os.rename(self.aside, self.path)
+            self.aside = None
+        for parent in self._made_parents:  # and the folders made for it (runs/PROBLEM/)
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+        self._release_old()
+
+    def release(self) -> None:
+        self.lock.release()
+        self._release_old()
+
+    def _release_old(self) -> None:
+        if self._old_lock is not None:
+            self._old_lock.release()
+            self._old_lock = None
+
+
+def create_run_dir(path: Path, force: bool = False) -> NewRun:
+    """Make and lock the run directory; an existing one is replaced only with ``force`` and
+    only if invkit wrote it (see the module docstring)."""
+    path = Path(path)
+    aside: Path | None = None
+    old_lock: RunLock | None = None
+    if path.exists() or path.is_symlink():
+        if not path.is_dir():
+            raise InvkitError(f"--out {str(path)!r} is a file, not a run directory; invkit "
+                              f"writes a run into a folder. Choose another --out.")
         if not force:
+            hint = ", or continue it with --resume" if (path / MODEL).is_file() else ""
+            raise InvkitError(f"Output directory {str(path)!r} already exists; invkit never "
+                              f"overwrites a run. Choose another --out, add --force to replace "
+                              f"it{hint}.")
+        if not is_run_dir(path):
             raise InvkitError(
-                f"Output directory {str(path)!r} already exists; invkit never overwrites a run. "
-                f"Choose another --out, add --force to replace it, or --resume it."
-            )
-        if not (path / MODEL).exists() and not (path / CONFIG).exists() and any(path.iterdir()):
-            raise InvkitError(
-                f"--force would delete {str(path)!r}, which does not look like an invkit run "
-                f"directory (no config.toml or model.pt). Remove it yourself or pick another --out."
-            )
-        shutil.rmtree(path)
+                f"--force replaces only a run directory that invkit wrote, and {str(path)!r} is "
+                f"not one (it has no {MARKER} marker and holds files invkit does not write). "
+                f"Nothing was deleted. Choose another --out, or move the folder yourself.")
+        old_lock = RunLock(path, "replace").acquire()
+        aside = path.parent / f".{path.name}.replaced-{os.getpid()}"
+        os.rename(path, aside)
+    made = [p for p in path.absolute().parents if not p.exists()]
     try:
-        (path / PLOTS).mkdir(parents=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
+        (tmp / PLOTS).mkdir()
+        (tmp / MARKER).write_text(json.dumps(MARKER_FORMAT) + "\n")
+        lock = RunLock(tmp, "use").acquire()
+        os.rename(tmp, path)
     except OSError as exc:
-        raise InvkitError(f"Cannot create the run directory {str(path)!r}: {exc.strerror}. "
-                          f"Pick a writable --out.") from None
-    return path
+        if aside is not None:
+            with contextlib.suppress(OSError):
+                os.rename(aside, path)
+        if old_lock is not None:
+            old_lock.release()
+        raise InvkitError(f"Cannot create the run directory {str(path)!r}: "
+                          f"{exc.strerror or exc}. {os_error_fix(exc)}") from None
+    return NewRun(path, lock, aside, old_lock, made)
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Hidden temporary files left by a process killed while writing (a checkpoint, metrics)."""
+    for stale in [*Path(run_dir).glob(".*.tmp"), *Path(run_dir).glob("*.json.tmp")]:
+        with contextlib.suppress(OSError):
+            stale.unlink()
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -70,107 +163,17 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def checkpoint_config(ckpt: dict[str, Any], where: Any) -> RunConfig:
-    """The RunConfig saved in a checkpoint; a damaged or foreign one is a CheckpointError."""
-    try:
-        return config_from_dict(ckpt["config"])
-    except InvkitError as exc:
-        raise CheckpointError(
-            f"The config saved in {str(where)!r} is not valid for this invkit "
-            f"({ckpt.get('versions', {}).get('invkit', '?')} wrote it): {exc}"
-        ) from None
-    except Exception as exc:  # not a dict of sections: edited or damaged
-        raise CheckpointError(
-            f"The config saved in {str(where)!r} is damaged ({type(exc).__name__}: {exc}); "
-            f"retrain, or resume from an intact copy."
-        ) from None
-
-
-def checkpoint_problem(ckpt: dict[str, Any], cfg: RunConfig, where: Any) -> Problem:
-    """Rebuild a checkpoint's problem; name the plugin that is missing, warn on a new version."""
-    import warnings
-
-    reg = get_registry()
-    saved = ckpt.get("problem") if isinstance(ckpt.get("problem"), dict) else {}
-    dist, version = saved.get("distribution", "?"), saved.get("version", "")
-    if cfg.problem not in reg.entries["problem"]:
-        raise CheckpointError(_missing_problem(reg, cfg.problem, saved, where))
-    here = reg.origin("problem", cfg.problem)
-    if (dist, version) != (here.distribution, here.version) and saved:
-        warnings.warn(InvkitWarning(
-            f"{str(where)!r} was trained with problem {cfg.problem!r} from {dist} {version}; "
-            f"this environment has {here.distribution} {here.version}. If the problem changed "
-            f"in between, samples and metrics may not match the original run."
-        ), stacklevel=2)
-    return reg.build_problem(cfg.problem, cfg.problem_options)
-
-
-def _dist_key(name: str) -> str:
-    """A distribution name as pip compares them: case, '-', '_' and '.' do not matter."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _installed_version(dist: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except (metadata.PackageNotFoundError, ValueError):
-        return None
-
-
-def _missing_problem(reg: Registry, problem: str, saved: dict[str, Any], where: Any) -> str:
-    """Why a checkpoint's problem is not registered here: its distribution is missing, or
-    installed but failed to load (or loaded without registering the problem)."""
-    plugin, dist = saved.get("plugin", "?"), saved.get("distribution", "?")
-    version = saved.get("version", "")
-    trained = (f"{str(where)!r} was trained on problem {problem!r} from plugin {plugin!r} "
-               f"(distribution {' '.join(filter(None, (dist, version)))})")
-    failed = [f for f in reg.failed
-              if _dist_key(f.distribution) == _dist_key(dist) or f.name == plugin]
-    if failed:
-        return join_sentences(
-            f"{trained}. That distribution is installed here but failed to load",
-            *(f.describe() for f in failed),
-            "Fix the plugin (or reinstall it), then check with 'invkit list' that it loads "
-            "without a warning",
-            *(f.describe() for f in reg.failed if f not in failed),
-            *(w.message for w in reg.warnings))
-    here = _installed_version(dist) if dist != "?" else None
-    if here is not None:
-        also = f"pip install '{dist}=={version}'" if version and version != here else ""
-        return join_sentences(
-            f"{trained}. That distribution is installed here ({dist} {here}) but registers no "
-            f"problem {problem!r}",
-            "Run 'invkit list' to see what it registers (INVKIT_PLUGINS or "
-            "INVKIT_DISABLE_PLUGIN_AUTOLOAD may keep it from loading)"
-            + (f", or install the version the run was trained with ({also})" if also else ""),
-            reg.trouble())
-    pin = f"=={version}" if version else ""
-    return join_sentences(
-        f"{trained}, which is not installed here. Install that distribution (pip install "
-        f"'{dist}{pin}') and check 'invkit list'", reg.trouble())
-
-
-def load_run(run_dir: Any, device: str | torch.device = "cpu"
-             ) -> tuple[Posterior, RunConfig, dict[str, Any]]:
-    """(posterior, config, checkpoint) of a run directory, with the problem rebuilt."""
-    run_dir = Path(run_dir)
-    ckpt = load_checkpoint(run_dir)
-    cfg = checkpoint_config(ckpt, run_dir)
-    dev = torch.device(device) if not isinstance(device, torch.device) else device
-    problem = checkpoint_problem(ckpt, cfg, run_dir)
-    model = build_model(cfg.model, problem.dim_x, problem.dim_y, cfg.seed)
-    try:
-        model.load_state_dict(ckpt["state"]["model"])
-    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CheckpointError(
-            f"The weights in {str(run_dir)!r} do not fit the network its config describes "
-            f"({first_line(exc) or type(exc).__name__}). The checkpoint is damaged or was "
-            f"edited; retrain, or use an intact copy."
-        ) from None
-    return Posterior(model, problem, cfg, dev), cfg, ckpt
-
-
-def load_posterior(run_dir: Any, device: str | torch.device = "cpu") -> Posterior:
-    return load_run(run_dir, device)[0]
+def check_writable(run_dir: Path) -> None:
+    """Raise before any work if the run directory (and its plots) cannot be written, so an
+    evaluation never leaves metrics and plots out of step with each other."""
+    for folder in (Path(run_dir), Path(run_dir) / PLOTS):
+        if not folder.is_dir():
+            continue
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".write-test-", suffix=".tmp", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise InvkitError(f"Cannot write to {str(folder)!r}: {exc.strerror or exc}. "
+                              f"{os_error_fix(exc).replace('--out', 'a copy of the run')} "
+                              f"Nothing was changed.") from None

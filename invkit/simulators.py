@@ -28,14 +28,23 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:  # pragma: no cover
-    from invkit.problem import ForwardProcess
+
+class ForwardProcess(Protocol):
+    """What this module needs of an :class:`invkit.ForwardProcess` (declared here, so that the
+    adapter does not import the contract that calls it)."""
+
+    name: str
+    dim_y: int
+    fn: Callable[..., Any]
+    backend: str
+    rng: str
+    vectorized: bool
 
 BACKENDS = ("torch", "numpy")
 RNG_KINDS = ("none", "generator", "global")

@@ -60,6 +60,14 @@ def _truncate(p: Path) -> None:
     (p / "model.pt").write_bytes(data[: len(data) // 2])
 
 
+def _sync_config(path: Path) -> None:
+    """config.toml rewritten from the (edited) checkpoint, as a consistent run has it."""
+    import tomli_w
+
+    ckpt = torch.load(path / "model.pt", weights_only=True)
+    (path / "config.toml").write_text(tomli_w.dumps(ckpt["config"]))
+
+
 def _width(ck):
     ck["config"]["model"]["subnet_width"] = 32
 
@@ -97,7 +105,12 @@ DAMAGE = {
     "other format": (lambda p: _edit(p, lambda ck: ck.update(format_version=7)),
                      "has checkpoint format 7"),
     "no state": (lambda p: _edit(p, lambda ck: ck.pop("state")), "lacks its 'state' section"),
-    "weights vs config": (lambda p: _edit(p, _width), "do not fit the network"),
+    # the checkpoint's own config edited (config.toml gone, so only the weights disagree)
+    "weights vs config": (lambda p: (_edit(p, _width), (p / "config.toml").unlink()),
+                          "do not fit the network"),
+    "config.toml edited": (lambda p: (p / "config.toml").write_text(
+        (p / "config.toml").read_text().replace("subnet_width = 8", "subnet_width = 64")),
+                           "does not match the config saved in"),
     "weight of another shape": (lambda p: _edit(p, _shape), "do not fit the network"),
     "weight missing": (lambda p: _edit(p, _missing_weight), "do not fit the network"),
     "config not a table": (lambda p: _edit(p, lambda ck: ck.update(config="oops")),
@@ -106,7 +119,7 @@ DAMAGE = {
                            "Unknown config key 'train.x'"),
     "config out of range": (lambda p: _edit(p, lambda ck: ck["config"]["model"].update(
         n_blocks=-2)), "'model.n_blocks' must be positive"),
-    "problem plugin missing": (lambda p: _edit(p, _missing_plugin),
+    "problem plugin missing": (lambda p: (_edit(p, _missing_plugin), _sync_config(p)),
                                "from plugin 'spectra' (distribution invkit-spectra 1.2.0), "
                                "which is not installed here"),
 }

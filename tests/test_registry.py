@@ -77,11 +77,31 @@ def test_unknown_problem_suggests():
         reg.build_problem("lni")
 
 
-def test_duplicate_names_name_both_plugins():
+@pytest.mark.parametrize("order", [("dist-a", "dist-b"), ("dist-b", "dist-a")])
+def test_a_name_clash_between_distributions_is_never_silent(order):
+    """Neither distribution silently wins, whatever the load order: the bare name is refused
+    with both named, and each stays reachable by its qualified name."""
+    reg = Registry()
+    for dist in order:
+        reg.add_plugin(Good(), name=f"plugin-{dist}", distribution=dist)
+    assert sorted(reg.names("problem")) == ["dist-a:lin", "dist-b:lin"]
+    with pytest.raises(InvkitError, match=r"'lin' is registered by several distributions: "
+                                          r"'dist-.:lin'.*'dist-.:lin'"):
+        reg.build_problem("lin")
+    assert "registered by 2 distributions" in reg.trouble()
+    for dist in ("dist-a", "dist-b"):
+        problem = reg.build_problem(f"{dist}:lin")
+        assert problem.name == "lin"
+        assert reg.origin("problem", f"{dist}:lin").distribution == dist
+        # a problem's named parts resolve to its own distribution's
+        assert problem.prior_distribution is reg.entry("prior", f"{dist}:lin_prior").obj
+
+
+def test_the_same_name_twice_in_one_distribution_is_refused():
     reg = Registry()
     reg.add_plugin(Good(), name="good", distribution="dist-a")
-    with pytest.raises(PluginError, match="dist-b.*already registered one"):
-        reg.add_plugin(Good(), name="other", distribution="dist-b")
+    with pytest.raises(PluginError, match="dist-a.*already registered one"):
+        reg.add_plugin(Good(), name="other", distribution="dist-a")
     assert reg.names("problem") == ["lin"]  # the first stays usable
 
 
@@ -217,9 +237,11 @@ def test_load_failure_reasons_end_in_one_full_stop(monkeypatch):
         reg.build_problem("sinusoid")
     message = str(info.value)
     assert ".." not in message
-    assert "rename one of them. Plugin 'sinusoid' (distribution invkit-sinusoid 0.1.0) " \
-           "failed to load: ModuleNotFoundError: No module named 'scipy'." in message
-    assert message.startswith("Unknown problem 'sinusoid'. Registered problems: lin.")
+    assert "Plugin 'sinusoid' (distribution invkit-sinusoid 0.1.0) failed to load: " \
+           "ModuleNotFoundError: No module named 'scipy'." in message
+    assert "(or uninstall one of them)." in message  # the clash's warning, one full stop
+    assert message.startswith("Unknown problem 'sinusoid'. Registered problems: dist-a:lin, "
+                              "dist-b:lin.")
 
 
 def _undecorated_module():

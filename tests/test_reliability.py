@@ -205,8 +205,9 @@ def test_ctrl_c_between_log_steps_loses_nothing(tmp_path, monkeypatch, one_threa
     assert_same_run(out, ref)
 
 
-def test_sigterm_before_the_first_checkpoint_leaves_no_run(tmp_path, monkeypatch, capsys):
-    """A signal while the data are simulated (before the loop can save) removes the run."""
+def test_sigterm_before_the_first_step_leaves_no_run(tmp_path, monkeypatch, capsys):
+    """A signal while the data are simulated (before any training step) removes the run:
+    nothing was trained."""
     import invkit.training.trainer as trainer
 
     real = trainer.generate
@@ -219,7 +220,7 @@ def test_sigterm_before_the_first_checkpoint_leaves_no_run(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     before = signal.getsignal(signal.SIGTERM)
     assert main(["run", "gmm", *TINY, "--no-eval", "--set", "train.steps=20"]) == 130
-    assert "interrupted" in capsys.readouterr().err
+    assert "Interrupted by SIGTERM before the first training step" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
     assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back
 
@@ -249,14 +250,18 @@ def _nan_from(monkeypatch, call: int) -> None:
     monkeypatch.setattr(INNObjective, "forward", forward)
 
 
-def test_real_divergence_is_one_paragraph_and_leaves_no_run(tmp_path, monkeypatch, capsys):
+def test_real_divergence_is_one_paragraph_and_keeps_the_run(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the default run directory: runs/gmm/TIMESTAMP
     assert main(["run", "gmm", *TINY, "--no-eval", "--set", "train.steps=40",
                  "--set", "train.lr=1e6"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "NaN or infinite between steps 0 and 10" in err
     assert "--set train.lr=" in err and "grad_clip_norm" in err and "Traceback" not in err
-    assert not (tmp_path / "runs").exists()  # no checkpoint was written: nothing worth keeping
+    # training ran in it: the directory stays (its config.toml says what diverged), with no
+    # model.pt, since no good checkpoint was written
+    (run,) = (tmp_path / "runs" / "gmm").iterdir()
+    assert (run / "config.toml").is_file() and not (run / "model.pt").exists()
+    assert "the run directory keeps its config.toml" in err
 
 
 @pytest.mark.parametrize("log_every,stop", [(5, 25), (50, 30)])
@@ -391,7 +396,7 @@ def test_existing_out_needs_force_and_force_spares_foreign_folders(tmp_path, cap
     assert main(["run", "gmm", *TINY, "--no-eval", "--out", str(out)]) == 2
     _assert_one_paragraph(capsys.readouterr().err, "already exists", "--force")
     assert main(["run", "gmm", *TINY, "--no-eval", "--out", str(out), "--force"]) == 2
-    _assert_one_paragraph(capsys.readouterr().err, "does not look like an invkit run")
+    _assert_one_paragraph(capsys.readouterr().err, "is not one (it has no .invkit-run marker")
     assert (out / "thesis.tex").read_text() == "years of work"
 
 
@@ -422,7 +427,8 @@ def _full_disk_after(monkeypatch, saves_ok: int) -> None:
 
 @pytest.mark.parametrize("saves_ok", [0, 1])
 def test_full_disk(saves_ok, tmp_path, monkeypatch, capsys):
-    """Disk full at the first checkpoint: no run left; at the second: the first one is kept."""
+    """Disk full at the first checkpoint: the run directory stays (training ran in it), without
+    a model.pt; at the second: the first checkpoint is kept."""
     out = tmp_path / "run"
     _full_disk_after(monkeypatch, saves_ok)
     assert main(["run", "gmm", *TINY, "--no-eval", "--set", "train.steps=30",
@@ -430,7 +436,8 @@ def test_full_disk(saves_ok, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     if saves_ok == 0:
         _assert_one_paragraph(err, "No space left on device", "The disk is full")
-        assert not out.exists()
+        assert (out / "config.toml").is_file() and not (out / "model.pt").exists()
+        assert not list(out.glob(".model.pt.*"))  # no torn temporary file
     else:
         _assert_one_paragraph(err, "No space left on device", "(step 10) is intact",
                               f"invkit run --resume {out}")

@@ -27,7 +27,8 @@ from pathlib import Path
 from unittest import mock
 
 PAGE = Path(__file__).resolve().parents[1] / "reference" / "errors.md"
-TINY = ["--preset", "quick", "--quiet", "--no-eval", "--set", "train.n_samples=500",
+TINY = ["--preset", "quick", "--quiet", "--no-eval", "--threads", "1",
+        "--set", "train.n_samples=500",
         "--set", "train.n_test=32", "--set", "train.batch_size=32",
         "--set", "model.subnet_width=8", "--set", "model.n_blocks=2",
         "--set", "train.steps=20", "--set", "train.log_every=5"]
@@ -82,7 +83,7 @@ def disk_full_after(saves_ok: int):
 
 
 def signal_during_step(step: int, sig: int = signal.SIGTERM):
-    from invkit.training.objectives import INNObjective
+    from invkit.training.inn_objective import INNObjective
 
     real = INNObjective.forward
     count = {"n": 0}
@@ -106,6 +107,92 @@ def signal_while_simulating(sig: int = signal.SIGTERM):
         return real(*args, **kwargs)
 
     return mock.patch.object(trainer, "generate", generate)
+
+
+def signal_after_the_last_step(sig: int = signal.SIGTERM):
+    import invkit.training.trainer as trainer
+
+    real = trainer.Trainer.fit
+
+    def fit(self):
+        result = real(self)
+        os.kill(os.getpid(), sig)
+        return result
+
+    return mock.patch.object(trainer.Trainer, "fit", fit)
+
+
+def held_by_another_process(run_dir: str):
+    """The run directory locked, as by another invkit process (the lock is per open file)."""
+    from invkit.lock import RunLock
+
+    @contextlib.contextmanager
+    def held() -> Iterator[None]:
+        with RunLock(Path(run_dir)):
+            yield
+
+    return held()
+
+
+def read_only_run_dir():
+    import tempfile as tf
+
+    import invkit.rundir as rundir
+
+    def mkstemp(*args, **kwargs):
+        raise _oserror(errno.EROFS)
+
+    return mock.patch.object(rundir.tempfile, "mkstemp", mkstemp) if hasattr(rundir, "tempfile") \
+        else mock.patch.object(tf, "mkstemp", mkstemp)
+
+
+def name_clash():
+    """A third-party plugin that registers a problem named like invkit's own ``gmm``."""
+    import invkit
+    from invkit import ProblemSpec
+    from invkit.registry import get_registry
+
+    @contextlib.contextmanager
+    def clash() -> Iterator[None]:
+        reg = get_registry()
+        saved = ({k: dict(v) for k, v in reg.entries.items()},
+                 {k: dict(v) for k, v in reg.ambiguous.items()}, list(reg.warnings))
+        spec = reg.problem_spec("gmm")
+
+        class Impostor:
+            @invkit.hookimpl
+            def invkit_register_problems(self, register):
+                register(ProblemSpec("gmm", spec.build, options=dict(spec.options)))
+
+        reg.add_plugin(Impostor(), name="impostor", distribution="impostor-problems")
+        try:
+            yield
+        finally:
+            reg.entries, reg.ambiguous, reg.warnings = saved
+            reg.pm.unregister(name="impostor")
+
+    return clash()
+
+
+def careless_prior():
+    """The gmm prior drawing from torch's global RNG instead of the generator it is given."""
+    import dataclasses
+
+    import torch
+
+    from invkit.registry import get_registry
+
+    @contextlib.contextmanager
+    def careless() -> Iterator[None]:
+        entry = get_registry().entries["prior"]["gmm_prior"]
+        real = entry.obj
+        entry.obj = dataclasses.replace(real, sample_fn=lambda n, g: torch.randn(n, 2))
+        try:
+            yield
+        finally:
+            entry.obj = real
+
+    return careless()
 
 
 def plugin_failed_to_load():
@@ -143,8 +230,10 @@ def write(name: str, text: str) -> Callable[[], None]:
 
 
 def corrupt(edit: Callable[[dict], None] | None = None, raw: bytes | None = None,
-            torch_obj: object = None) -> Callable[[], None]:
-    """A fresh copy of the tiny run in ``bad/`` whose model.pt is damaged in one way."""
+            torch_obj: object = None, sync: bool = False) -> Callable[[], None]:
+    """A fresh copy of the tiny run in ``bad/`` whose model.pt is damaged in one way;
+    ``sync``: config.toml rewritten to the damaged checkpoint's config, so that the two agree
+    and only the damage itself is found."""
 
     def prepare() -> None:
         import torch
@@ -160,8 +249,21 @@ def corrupt(edit: Callable[[dict], None] | None = None, raw: bytes | None = None
             ckpt = torch.load(target, weights_only=True)
             edit(ckpt)
             torch.save(ckpt, target)
+            if sync:
+                import tomli_w
+
+                Path("bad/config.toml").write_text(tomli_w.dumps(ckpt["config"]))
 
     return prepare
+
+
+def _edit_ckpt(run: str, edit: Callable[[dict], None]) -> None:
+    import torch
+
+    target = Path(run, "model.pt")
+    ckpt = torch.load(target, weights_only=True)
+    edit(ckpt)
+    torch.save(ckpt, target)
 
 
 def truncated() -> None:
@@ -191,6 +293,27 @@ def _wrong_width(ckpt: dict) -> None:
     ckpt["config"]["model"]["subnet_width"] = 32
 
 
+def _unfinished(ckpt: dict) -> None:
+    ckpt["complete"] = False
+    ckpt["state"]["step"] = 7
+
+
+def copy_run(name: str, edit_config: tuple[str, str] | None = None,
+             model_from: str | None = None) -> Callable[[], None]:
+    """A copy of the tiny run, its config.toml edited or its model.pt from another run."""
+
+    def prepare() -> None:
+        shutil.rmtree(name, ignore_errors=True)
+        shutil.copytree("run", name, ignore=shutil.ignore_patterns(".lock"))
+        if edit_config is not None:
+            cfg = Path(name, "config.toml")
+            cfg.write_text(cfg.read_text().replace(*edit_config))
+        if model_from is not None:
+            shutil.copy(Path(model_from, "model.pt"), Path(name, "model.pt"))
+
+    return prepare
+
+
 def _missing_plugin(ckpt: dict) -> None:
     ckpt["config"]["problem"]["name"] = "spectra"
     ckpt["problem"].update(name="spectra", plugin="spectra", distribution="invkit-spectra",
@@ -202,6 +325,8 @@ def cases() -> list[Case]:
     return [
         # -- invkit run: names, keys and values ------------------------------------------
         Case("run", "unknown problem", ["run", "gmn"]),
+        Case("run", "a fraction for an integer setting", ["run", "gmm", "--set",
+                                                            "train.steps=1.5"]),
         Case("run", "mistyped config key", ["run", "gmm", "--set", "train.stpes=100"]),
         Case("run", "ambiguous short key", ["run", "gmm", "--set", "n_samples=100"]),
         Case("run", "value of the wrong type", ["run", "gmm", "--set", "steps=lots"]),
@@ -223,6 +348,9 @@ def cases() -> list[Case]:
         Case("run", "unknown option (argparse)", ["run", "gmm", "--steps", "10"]),
         # -- config files ------------------------------------------------------------------
         Case("config file", "missing file", ["run", "gmm", "--config", "missing.toml"]),
+        Case("config file", "not UTF-8 text", ["run", "gmm", "--config", "c.toml"],
+             prepare=lambda: Path("c.toml").write_bytes(b"# caf\xe9\n[train]\nsteps = 3\n"),
+             shown=cfg + "  # a Latin-1 comment"),
         Case("config file", "not TOML", ["run", "gmm", "--config", "c.toml"],
              prepare=write("c.toml", "[train\nsteps = 1\n"), shown=cfg + "  # [train"),
         Case("config file", "unknown key", ["run", "gmm", "--config", "c.toml"],
@@ -249,12 +377,25 @@ def cases() -> list[Case]:
              prepare=lambda: (Path("notes").mkdir(exist_ok=True),
                               Path("notes/todo.txt").write_text("x")),
              shown=f"{run} --out notes --force"),
+        Case("run directory", "--force on a folder with a config.toml and other files",
+             ["run", "gmm", *TINY, "--out", "thesis", "--force"],
+             prepare=lambda: (Path("thesis").mkdir(exist_ok=True),
+                              Path("thesis/config.toml").write_text("[train]\nsteps = 3\n"),
+                              Path("thesis/thesis.tex").write_text("years of work")),
+             shown=f"{run} --out thesis --force"),
+        Case("run directory", "--force on a file", ["run", "gmm", *TINY, "--out", "f.txt",
+                                                    "--force"],
+             prepare=write("f.txt", "x"), shown=f"{run} --out f.txt --force"),
+        Case("run directory", "--out in use by another invkit process",
+             ["run", "gmm", *TINY, "--out", "run", "--force"],
+             patch=lambda: held_by_another_process("run"), shown=f"{run} --out run --force",
+             simulated="the run directory's lock is held"),
         Case("run directory", "--out below a file", ["run", "gmm", *TINY, "--out", "f.txt/run"],
              prepare=write("f.txt", "x"), shown=f"{run} --out f.txt/run"),
         Case("run directory", "read-only output folder",
              ["run", "gmm", *TINY, "--out", "ro/run"], patch=read_only_mount,
              shown=f"{run} --out ro/run", simulated="mkdir fails with EROFS"),
-        Case("run directory", "disk full at the first checkpoint (run removed)",
+        Case("run directory", "disk full at the first checkpoint (run kept, without model.pt)",
              ["run", "gmm", *TINY, "--set", "train.checkpoint_every=10", "--out", "full1"],
              patch=lambda: disk_full_after(0), shown=f"{run} --out full1",
              simulated="torch.save fails with ENOSPC"),
@@ -269,7 +410,11 @@ def cases() -> list[Case]:
         Case("training", "Ctrl-C or SIGTERM", ["run", "gmm", *TINY, "--out", "stopped"],
              expected=130, patch=lambda: signal_during_step(7),
              shown=f"{run} --out stopped", simulated="SIGTERM during step 7"),
-        Case("training", "Ctrl-C or SIGTERM before the first checkpoint (run removed)",
+        Case("training", "Ctrl-C or SIGTERM after the last step (the final save finishes)",
+             ["run", "gmm", *TINY, "--set", "train.checkpoint_every=0", "--out", "late"],
+             expected=130, patch=signal_after_the_last_step, shown=f"{run} --out late",
+             simulated="SIGTERM between the last step and the final save"),
+        Case("training", "Ctrl-C or SIGTERM before the first step (run removed)",
              ["run", "gmm", *TINY, "--out", "early"], expected=130,
              patch=signal_while_simulating, shown=f"{run} --out early",
              simulated="SIGTERM while the training data are simulated"),
@@ -278,10 +423,33 @@ def cases() -> list[Case]:
         Case("training", "--resume of a missing folder", ["run", "--resume", "nowhere"]),
         Case("training", "--resume with new settings",
              ["run", "--resume", "run", "--set", "train.lr=1"]),
+        Case("training", "--resume after config.toml was edited",
+             ["run", "--resume", "edited"],
+             prepare=copy_run("edited", ("steps = 20", "steps = 40"))),
+        Case("training", "a prior that ignores its generator (a warning)",
+             ["run", "gmm", *TINY, "--out", "careless"], expected=0, patch=careless_prior,
+             shown=f"{run} --out careless",
+             simulated="the gmm prior draws from torch's global RNG"),
         # -- invkit sample -----------------------------------------------------------------
         Case("sample", "NaN in the observation", ["sample", "run", "--y", "nan,1,0,0,0,0,0,0"]),
         Case("sample", "observation of the wrong dimension", ["sample", "run", "--y", "1,0"]),
         Case("sample", "observation that is not numbers", ["sample", "run", "--y", "1,x"]),
+        Case("sample", "an empty field", ["sample", "run", "--y", "1,,0,0,0,0,0,0,0"]),
+        Case("sample", "numbers separated by spaces", ["sample", "run", "--y",
+                                                       "1 0 0 0 0 0 0 0"]),
+        Case("sample", "digit separators", ["sample", "run", "--y", "1_0,0,0,0,0,0,0,0"]),
+        Case("sample", "a value beyond float32", ["sample", "run", "--y",
+                                                  "1e39,0,0,0,0,0,0,0"]),
+        Case("sample", "an observation far outside the training data (a warning)",
+             ["sample", "run", "--y", "1e30,0,0,0,0,0,0,0", "-n", "3"], expected=0),
+        Case("sample", "an unfinished run (a warning)", ["sample", "partial", "--y", Y,
+                                                         "-n", "3"],
+             expected=0, prepare=lambda: (copy_run("partial")(), _edit_ckpt("partial",
+                                                                              _unfinished))),
+        Case("sample", "more samples than fit in memory",
+             ["sample", "run", "--y", Y, "-n", "1000000000000"]),
+        Case("sample", "a seed too large", ["sample", "run", "--y", Y, "--seed",
+                                            "99999999999999999999999"]),
         Case("sample", "observations of different lengths",
              ["sample", "run", "--y", Y, "--y", "1,0"]),
         Case("sample", "no samples", ["sample", "run", "--y", Y, "-n", "0"]),
@@ -296,6 +464,15 @@ def cases() -> list[Case]:
         Case("evaluate", "a setting that needs retraining",
              ["evaluate", "run", "--set", "train.lr=1"]),
         Case("evaluate", "not a run directory", ["evaluate", "nowhere"]),
+        Case("evaluate", "calibration settings that could detect nothing",
+             ["evaluate", "run", "--set", "eval.calibration_samples=1"]),
+        Case("evaluate", "a run directory it cannot write", ["evaluate", "run"],
+             patch=read_only_run_dir, simulated="creating a file fails with EROFS"),
+        Case("evaluate", "a run in use by another invkit process", ["evaluate", "run"],
+             patch=lambda: held_by_another_process("run"),
+             simulated="the run directory's lock is held"),
+        Case("evaluate", "a model.pt copied from another run", ["evaluate", "mixed"],
+             prepare=copy_run("mixed", model_from="arm")),
         Case("evaluate", "a problem's metrics hook raises", ["evaluate", "run"],
              patch=lambda: hook_raises("metrics"),
              simulated="the gmm plugin's metrics(ctx) raises KeyError"),
@@ -316,15 +493,15 @@ def cases() -> list[Case]:
         Case("checkpoint", "another checkpoint format", ["sample", "bad", "--y", Y],
              prepare=corrupt(_set("format_version", value=99))),
         Case("checkpoint", "weights that do not fit its config", ["sample", "bad", "--y", Y],
-             prepare=corrupt(_wrong_width)),
+             prepare=corrupt(_wrong_width, sync=True)),
         Case("checkpoint", "weights that do not fit its config (resume)",
-             ["run", "--resume", "bad"], prepare=corrupt(_wrong_width)),
+             ["run", "--resume", "bad"], prepare=corrupt(_wrong_width, sync=True)),
         Case("checkpoint", "a config with an unknown key", ["evaluate", "bad"],
              prepare=corrupt(_set("config", "train", "stpes", value=3))),
         Case("checkpoint", "problem plugin not installed", ["sample", "bad", "--y", Y],
-             prepare=corrupt(_missing_plugin)),
+             prepare=corrupt(_missing_plugin, sync=True)),
         Case("checkpoint", "problem plugin installed but failed to load",
-             ["sample", "bad", "--y", Y], prepare=corrupt(_missing_plugin),
+             ["sample", "bad", "--y", Y], prepare=corrupt(_missing_plugin, sync=True),
              patch=plugin_failed_to_load, simulated="its import fails with ModuleNotFoundError"),
         Case("checkpoint", "problem plugin of another version (a warning)",
              ["sample", "bad", "--y", Y, "-n", "5"], expected=0,
@@ -333,6 +510,17 @@ def cases() -> list[Case]:
         Case("baseline", "unknown baseline", ["baseline", "abd", "gmm", "--y", Y]),
         Case("baseline", "unknown baseline option",
              ["baseline", "abc", "gmm", "--y", Y, "--set", "tolerence=0.1"]),
+        Case("baseline", "no samples", ["baseline", "abc", "gmm", "--y", Y, "-n", "0"]),
+        Case("baseline", "--out exists", ["baseline", "abc", "gmm", "--y", Y, "--out",
+                                          "abc.pt"], prepare=write("abc.pt", "keep")),
+        Case("baseline", "a seed too large", ["baseline", "abc", "gmm", "--y", Y, "--seed",
+                                              "99999999999999999999999"]),
+        Case("baseline", "an absurd budget", ["baseline", "abc", "gmm", "--y", Y, "--set",
+                                              "budget=1e30"]),
+        # -- plugins ------------------------------------------------------------------------
+        Case("plugins", "two distributions register the same problem name",
+             ["run", "gmm", *TINY], patch=name_clash, shown="invkit run gmm",
+             simulated="a plugin of distribution impostor-problems registers 'gmm' too"),
     ]
 
 
@@ -382,6 +570,7 @@ def collect() -> list[Row]:
         with _workdir():
             with contextlib.redirect_stdout(io.StringIO()):
                 assert main(["run", "gmm", *TINY, "--out", "run"]) == 0
+                assert main(["run", "kinematics", *TINY, "--out", "arm"]) == 0
             rows = []
             for case in cases():
                 code, message = _run(case)
@@ -415,8 +604,20 @@ A traceback is a bug in invkit or in a plugin: please report it.
 What invkit guarantees:
 
 - Bad names, keys and values are caught **before** anything is written: no run directory.
-- A run that fails later removes its run directory unless it already holds a checkpoint
-  (`model.pt`); then it is kept so that `invkit run --resume RUN_DIR` can continue.
+- A run directory in which training has started is never deleted; one that fails before its
+  first training step is removed. `invkit run --resume RUN_DIR` continues a run from its last
+  checkpoint (`model.pt`).
+- `--force` replaces only a run directory invkit wrote (it holds a `.invkit-run` marker),
+  never any other folder, and only once the new run has started: the old run is moved aside
+  and put back if the new one fails before its first step.
+- A run directory is locked while a process uses it (`invkit run`, `--resume`, `evaluate`):
+  a second process is refused with the first one's pid. The lock dies with its process.
+- An evaluation writes its plots and `metrics.json` together or not at all: it checks that it
+  can write first, and draws plots into a staging folder that is moved into `plots/` at the
+  end.
+- Ctrl-C or SIGTERM during a run asks it to stop at the next step: it saves a checkpoint first,
+  also when the signal comes after the last step; under torchrun the ranks agree to stop at
+  the same step.
 - Checkpoints are written atomically (a temporary file, fsync, rename): a crash, a kill or a
   full disk leaves the previous checkpoint intact, never a torn one. They are written every
   `train.checkpoint_every` steps (default 500; 0 = only at the end), on Ctrl-C / SIGTERM and
@@ -456,6 +657,7 @@ TITLES = {
     "evaluate": "`invkit evaluate`",
     "checkpoint": "Damaged or foreign checkpoints",
     "baseline": "`invkit baseline`",
+    "plugins": "Plugins",
 }
 
 

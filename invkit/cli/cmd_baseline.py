@@ -7,7 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from invkit.cli.common import console, fmt, overrides, parse_observation
+from invkit.cli.common import (
+    add_threads,
+    apply_threads,
+    check_seed,
+    console,
+    fmt,
+    overrides,
+    parse_observation,
+)
+from invkit.errors import InvkitError
 
 
 def add_baseline(sub: Any) -> None:
@@ -29,9 +38,11 @@ def add_baseline(sub: Any) -> None:
                         "(the observations, shape (m, dim_y)), samples (a list of m tensors, "
                         "one per observation, of shape (accepted, dim_x)), n_simulations and "
                         "wall_time_s")
+    p.add_argument("--force", action="store_true", help="overwrite --out")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bars (the table and the JSON summary line are printed "
                         "either way)")
+    add_threads(p)
     p.set_defaults(handler=cmd_baseline)
 
 
@@ -43,6 +54,17 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from invkit.posterior import as_observations
     from invkit.registry import get_registry, resolve_options
 
+    check_seed(args.seed)
+    if args.n < 1:
+        raise InvkitError(f"-n must be a positive number of samples per observation, got "
+                          f"{args.n}.")
+    if args.out is not None:
+        if args.out.exists() and not args.force:
+            raise InvkitError(f"{str(args.out)!r} exists; add --force to overwrite it.")
+        if args.out.is_dir():
+            raise InvkitError(f"--out {str(args.out)!r} is a folder; give a file name ending "
+                              f"in .pt.")
+    apply_threads(args.threads)
     reg = get_registry()
     baseline = reg.baseline(args.name)
     given = overrides(args.overrides)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from invkit.cli.common import overrides, print_summary
+from invkit.cli.common import add_threads, apply_threads, overrides, print_summary
 
 
 def add_evaluate(sub: Any) -> None:
@@ -17,6 +17,7 @@ def add_evaluate(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps (default cpu)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bars (the summary is printed either way)")
+    add_threads(p)
     p.set_defaults(handler=cmd_evaluate)
 
 
@@ -24,6 +25,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from invkit import api
     from invkit.device import resolve_device
 
+    apply_threads(args.threads)
     metrics = api.reevaluate(args.run_dir, device=resolve_device(args.device),
                              overrides=dict(overrides(args.overrides)),
                              progress=not args.quiet)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from invkit.cli.common import overrides, print_summary
+from invkit.cli.common import add_threads, overrides, print_summary
 from invkit.config import PRESETS
 from invkit.errors import InvkitError
 
@@ -22,12 +22,16 @@ def add_run(sub: Any) -> None:
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.lr=3e-4 or --set labels=some")
     p.add_argument("--config", type=Path, help="a TOML file of config keys")
-    p.add_argument("--force", action="store_true", help="replace an existing --out directory")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --out run directory (one invkit wrote); with "
+                        "--resume: continue with the checkpoint's config when config.toml "
+                        "was edited")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="continue an interrupted run from its last checkpoint")
     p.add_argument("--no-eval", action="store_true", help="train and save only")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bars (the summary is printed either way)")
+    add_threads(p)
     p.set_defaults(handler=cmd_run)
 
 
@@ -40,7 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise InvkitError("--resume continues a run with its saved config; drop --set, "
                               "--config, --preset and --seed (start a new run to change them).")
         result = api.resume(args.resume, progress=progress, evaluate=not args.no_eval,
-                            device=args.device)
+                            device=args.device, force=args.force, threads=args.threads)
     else:
         if not args.problem:
             raise InvkitError("invkit run needs a PROBLEM (see 'invkit list'), or --resume "
@@ -48,7 +52,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = api.train(args.problem, args.preset or "default",
                            overrides=overrides(args.overrides), config_file=args.config,
                            seed=args.seed, device=args.device, out=args.out, force=args.force,
-                           progress=progress, evaluate=not args.no_eval)
+                           progress=progress, evaluate=not args.no_eval,
+                           threads=args.threads)
     from invkit.distributed import is_main
 
     if is_main():  # under torchrun, one summary (rank 0's)

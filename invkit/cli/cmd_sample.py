@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from invkit.cli.common import console, fmt, parse_observation
+from invkit.cli.common import (
+    add_threads,
+    apply_threads,
+    check_seed,
+    console,
+    fmt,
+    parse_observation,
+)
 from invkit.errors import InvkitError
 
 
@@ -22,6 +29,7 @@ def add_sample(sub: Any) -> None:
                         "(default 0)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps (default cpu)")
     p.add_argument("--force", action="store_true", help="overwrite --out")
+    add_threads(p, default="auto")
     p.set_defaults(handler=cmd_sample)
 
 
@@ -30,8 +38,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
     from invkit.device import resolve_device
-    from invkit.rundir import load_posterior
+    from invkit.loading import load_posterior
 
+    check_seed(args.seed)
+    if args.n < 1:
+        raise InvkitError(f"-n must be a positive number of samples, got {args.n}.")
+    if args.out is not None and args.out.exists() and not args.force:
+        raise InvkitError(f"{str(args.out)!r} exists; add --force to overwrite it.")
+    apply_threads(args.threads)
     post = load_posterior(args.run_dir, resolve_device(args.device))
     ys = [parse_observation(t) for t in args.y]
     if len({len(y) for y in ys}) != 1:

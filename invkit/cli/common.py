@@ -18,6 +18,48 @@ def console() -> Console:
     return Console()
 
 
+SEED_MAX = 2**63 - 1
+MAX_THREADS = 1024
+
+
+def check_seed(seed: int, option: str = "--seed") -> int:
+    """A seed torch's generators accept (they take 64 bits; larger numbers overflow)."""
+    if not 0 <= seed <= SEED_MAX:
+        raise InvkitError(f"{option} must be between 0 and {SEED_MAX} (2**63 - 1), got {seed}.")
+    return seed
+
+
+def threads_arg(text: str) -> int | None:
+    """``--threads``: a positive count, or 'auto' (None: chosen by timing)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_THREADS:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected a number of threads from 1 to "
+                                         f"{MAX_THREADS}, or 'auto'; got {text!r}")
+    return n
+
+
+def add_threads(parser: Any, default: str = "auto") -> None:
+    parser.add_argument(
+        "--threads", type=threads_arg, default=threads_arg(default), metavar="N|auto",
+        help="torch's CPU threads; auto times a few training steps with 1 and all cores and "
+             "keeps the faster (a busy machine is often faster with 1)")
+
+
+def apply_threads(n: int | None) -> None:
+    """For commands that do not train: a given count is set; auto leaves torch's default."""
+    if n is not None:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def overrides(pairs: list[str] | None) -> list[tuple[str, str]]:
     return [parse_assignment(p) for p in pairs or []]
 
@@ -57,27 +99,50 @@ def parse_observation(text: str, option: str = "--y") -> list[float]:
 
 
 def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
-    from rich.table import Table
+    """The headline figures in a short table that fits 80 columns; metrics.json has the rest."""
+    from rich import box
+    from rich.table import Column, Table
 
-    table = Table(title=f"run {run_dir}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in SUMMARY_KEYS:
-        if key in metrics:
-            table.add_row(key, fmt(metrics[key]))
-    for key in sorted(metrics):
-        if key not in SUMMARY_KEYS and isinstance(metrics[key], (int, float)) \
-                and not isinstance(metrics[key], bool):
-            table.add_row(key, fmt(metrics[key]))
+    table = Table(Column("", no_wrap=True, style="bold"), Column("", overflow="fold"),
+                  title=f"run {run_dir}", title_justify="left", box=box.SIMPLE,
+                  show_header=False, pad_edge=False)
+    for label, value in summary_rows(metrics):
+        table.add_row(label, value)
     out = console()
     out.print(table)
-    out.print(f"run directory: {run_dir} (config.toml, model.pt, metrics.json, plots/)")
+    out.print(f"every figure: {Path(run_dir) / 'metrics.json'}; plots: {Path(run_dir) / 'plots'}",
+              highlight=False, soft_wrap=True)
 
 
-SUMMARY_KEYS = (
-    "problem", "problem_options", "preset", "device", "steps", "train_time_s",
-    "forward_accuracy", "mode_tv_mean", "mmd_exact_mean", "err_post", "err_post_reference",
-    "err_post_skipped", "err_resim", "sampling_rate_per_s", "calibration_max_coverage_deviation",
-    "calibration_hpd_max_coverage_deviation", "calibration_rank_pvalue_bonferroni",
-    "calibration_bins_outside_band", "calibration_flags", "eval_time_s",
-)
+def summary_rows(m: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) rows of the end-of-run summary, from metrics.json's keys."""
+    rows: list[tuple[str, str]] = []
+    options = ", ".join(f"{k}={v}" for k, v in (m.get("problem_options") or {}).items())
+    if "problem" in m:
+        rows.append(("problem", f"{m['problem']}{f' ({options})' if options else ''}, preset "
+                                f"{m.get('preset', '?')}, seed {m.get('seed', '?')}"))
+    if "steps" in m:
+        threads = f", {m['threads']} thread{'s' * (m['threads'] != 1)}" if "threads" in m else ""
+        rows.append(("training", f"{m['steps']} steps in {fmt(m.get('train_time_s', 0.0))} s"
+                                 f"{threads}"))
+    if "err_post" in m:
+        rows.append(("err_post", f"{fmt(m['err_post'])} (against the "
+                                 f"{m.get('err_post_reference', '?')} reference)"))
+    elif "err_post_skipped" in m:
+        rows.append(("err_post", f"skipped: {m['err_post_skipped']}"))
+    if "err_resim" in m:
+        rows.append(("err_resim", fmt(m["err_resim"])))
+    if "c2st_mean" in m:
+        rows.append(("c2st", f"{fmt(m['c2st_mean'])} (0.5 is perfect)"))
+    for key in m.get("problem_metrics", []):
+        if isinstance(m.get(key), (int, float)) and not isinstance(m.get(key), bool):
+            rows.append((key, fmt(m[key])))
+    if "calibration_ok" in m:
+        flags = m.get("calibration_flags") or []
+        text = "ok" if not flags else f"{len(flags)} flag(s): {flags[0]}"
+        if flags and m.get("calibration_note"):
+            text += f". Note: {m['calibration_note']}"
+        rows.append(("calibration", text))
+    if "sampling_rate_per_s" in m:
+        rows.append(("sampling", f"{fmt(m['sampling_rate_per_s'])} samples/s"))
+    return rows

@@ -7,7 +7,6 @@ an interrupted training run exits with 130 after saving its checkpoint.
 from __future__ import annotations
 
 import argparse
-import errno
 import signal
 import sys
 import warnings
@@ -17,10 +16,28 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.markup import escape  # messages may contain [brackets]: print them as text
 
-from invkit.errors import InvkitError, InvkitWarning, TrainingInterrupted
+from invkit.errors import InvkitError, InvkitWarning, TrainingInterrupted, os_error_message
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+INTERRUPTED = {
+    "run": "a run directory in which training started is kept: continue it with "
+           "invkit run --resume RUN_DIR",
+    "sample": "no samples were written",
+    "evaluate": "metrics.json and plots/ are as they were before",
+    "baseline": "nothing was written",
+}
+"""What Ctrl-C left behind, per command."""
+OUT_OF_MEMORY = {
+    "run": "Use a smaller train.batch_size, train.n_samples or model.subnet_width (or a device "
+           "with more memory).",
+    "sample": "Ask for fewer samples per observation (-n) or fewer observations at once.",
+    "evaluate": "Use smaller eval.n_targets, eval.n_samples or eval.calibration_targets "
+                "(--set).",
+    "baseline": "Use a smaller chunk_size (--set chunk_size=...) or fewer observations.",
+    "list": "",
+}
+"""The way out of an out-of-memory error, per command."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,18 +76,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_INTERRUPTED if isinstance(exc, TrainingInterrupted) else EXIT_USER_ERROR
     except KeyboardInterrupt:
-        console.print("[bold red]interrupted[/] (a new run directory is kept only if it holds "
-                      "a checkpoint: then continue with invkit run --resume RUN_DIR)",
+        hint = INTERRUPTED.get(args.command, "")
+        console.print(f"[bold red]interrupted[/]{f' ({hint})' if hint else ''}",
                       highlight=False, soft_wrap=True)
         return EXIT_INTERRUPTED
     except OSError as exc:
         # disk full, read-only folder, ...: the user's environment, not a bug of invkit
-        console.print(f"[bold red]error:[/] {escape(_os_error_message(exc))}", highlight=False,
+        console.print(f"[bold red]error:[/] {escape(os_error_message(exc))}", highlight=False,
                       soft_wrap=True)
         return EXIT_USER_ERROR
     except MemoryError:
-        console.print("[bold red]error:[/] out of memory. Use a smaller train.batch_size, "
-                      "train.n_samples or model.subnet_width (or a device with more memory).",
+        console.print(f"[bold red]error:[/] out of memory. {OUT_OF_MEMORY[args.command]}",
                       highlight=False, soft_wrap=True)
         return EXIT_USER_ERROR
     except RuntimeError as exc:  # torch.OutOfMemoryError (CUDA) is a RuntimeError
@@ -78,9 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "out of memory" not in text and "can't allocate memory" not in text:
             raise
         first = escape(str(exc).splitlines()[0])
-        console.print(f"[bold red]error:[/] out of memory ({first}). Use a smaller "
-                      f"train.batch_size, train.n_samples or model.subnet_width.",
-                      highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] out of memory ({first}). "
+                      f"{OUT_OF_MEMORY[args.command]}", highlight=False, soft_wrap=True)
         return EXIT_USER_ERROR
 
 
@@ -119,20 +134,6 @@ def _join_negative_values(argv: Sequence[str]) -> list[str]:
             continue
         out.append(arg)
     return out
-
-
-def _os_error_message(exc: OSError) -> str:
-    where = f" ({exc.filename})" if exc.filename else ""
-    what = exc.strerror or str(exc)
-    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
-        fix = "The disk is full: free some space or choose another --out."
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        fix = "That location is not writable: choose a writable --out."
-    elif exc.errno in (errno.ENOENT, errno.ENOTDIR):
-        fix = "Check the path: a folder in it does not exist."
-    else:
-        fix = "Check the path and the free space."
-    return f"{what}{where}. {fix}"
 
 
 def _show_warning(console: Console):

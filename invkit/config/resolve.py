@@ -166,6 +166,9 @@ def check(spec: FieldSpec, new: Any) -> None:
     if any(isinstance(v, float) and abs(v) > FLOAT32_MAX for v in values):
         raise ConfigError(f"'{key}' must be at most {FLOAT32_MAX!r} in magnitude (training "
                           f"runs in float32), got {new!r}.")
+    if spec.off_or_ge is not None and new != 0 and not new >= spec.off_or_ge:
+        raise ConfigError(f"'{key}' must be 0 (off) or at least {spec.off_or_ge:g} ({spec.help}), "
+                          f"got {new!r}.")
     bounds = (("gt", "greater than", lambda v, b: v > b), ("ge", "at least", lambda v, b: v >= b),
               ("lt", "less than", lambda v, b: v < b), ("le", "at most", lambda v, b: v <= b))
     for attr, words, ok in bounds:
@@ -243,6 +246,13 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"Config file {str(path)!r} does not exist.") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Config file {str(path)!r} is not valid TOML: {exc}.") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"Config file {str(path)!r} is not UTF-8 text (byte {exc.start}: "
+                          f"{exc.object[exc.start:exc.start + 1]!r}); TOML files are UTF-8. "
+                          f"Save it as UTF-8.") from None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {str(path)!r}: "
+                          f"{exc.strerror or exc}.") from None
 
 
 def build_config(

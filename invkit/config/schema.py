@@ -19,10 +19,13 @@ FLOAT32_MAX = 3.4028234663852886e38  # float settings meet float32 tensors
 
 
 def setting(default: Any, help: str, *, gt: float | None = None, ge: float | None = None,
-            lt: float | None = None, le: float | None = None, length: int | None = None) -> Any:
+            lt: float | None = None, le: float | None = None, length: int | None = None,
+            off_or_ge: float | None = None) -> Any:
     """A config field: its default, its meaning and its range (``gt`` / ``ge`` / ``lt`` /
-    ``le``; for a list, every element's, and ``length`` its number of elements)."""
-    meta = {"help": help, "gt": gt, "ge": ge, "lt": lt, "le": le, "length": length}
+    ``le``; for a list, every element's, and ``length`` its number of elements;
+    ``off_or_ge``: 0 (off) or at least this much)."""
+    meta = {"help": help, "gt": gt, "ge": ge, "lt": lt, "le": le, "length": length,
+            "off_or_ge": off_or_ge}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -142,10 +145,11 @@ class EvalConfig:
     plots: bool = setting(True, "draw plots/*.png")
     calibration_targets: int = setting(
         200, "held-out (x, y) pairs for the calibration diagnostics (SBC ranks, expected "
-             "coverage); 0 disables them", ge=0)
+             "coverage); 0 disables them; fewer than 20 could not detect anything",
+        off_or_ge=20)
     calibration_samples: int = setting(
         99, "posterior samples per calibration pair (99 give 100 rank values: 20 equal "
-            "histogram bins)", gt=0)
+            "histogram bins; fewer than 19 leave too few rank values to test)", ge=19)
 
 
 @dataclass
@@ -197,6 +201,7 @@ class FieldSpec:
     lt: float | None = None
     le: float | None = None
     length: int | None = None
+    off_or_ge: float | None = None
 
     def allowed(self) -> str:
         """The constraint in words, e.g. 'one of inn, cinn' or '> 0' (empty: any value)."""
@@ -207,6 +212,8 @@ class FieldSpec:
                  if bound is not None]
         if self.length is not None:
             parts.append(f"{self.length} values")
+        if self.off_or_ge is not None:
+            parts.append(f"0 (off) or >= {self.off_or_ge:g}")
         return ", ".join(parts)
 
     @property
@@ -225,7 +232,7 @@ def _spec(section: str, cls: type, f: dataclasses.Field) -> FieldSpec:
     key = f"{section}.{f.name}" if section else f.name
     m = f.metadata
     return FieldSpec(key, default, m.get("help", ""), choices, m.get("gt"), m.get("ge"),
-                     m.get("lt"), m.get("le"), m.get("length"))
+                     m.get("lt"), m.get("le"), m.get("length"), m.get("off_or_ge"))
 
 
 @functools.cache

@@ -262,15 +262,5 @@ def calibration_metrics(ctx: Any, n_targets: int | None = None,
             f"at exact y, most visible in HPD coverage by its own density (the exact posterior "
             f"is concentrated on a lower-dimensional set, where the truth always lies)."
         )
-    if "calibration_plots" in out:
-        root = Path(ctx.plot_dir).parent
-        out["calibration_plots"] = [_relative(q, root) for q in out["calibration_plots"]]
     return out
-
-
-def _relative(path: str, root: Path) -> str:
-    try:
-        return str(Path(path).relative_to(root))
-    except ValueError:
-        return path
 

@@ -58,7 +58,9 @@ def evaluate(ctx: EvalContext, progress: bool = True) -> dict[str, Any]:
         out["err_post_reference"] = source
     out["sampling_rate_per_s"] = sampling_rate(post, targets[0])
     if problem.metrics is not None:
-        out.update(_problem_metrics(ctx))
+        own = _problem_metrics(ctx)
+        out.update(own)
+        out["problem_metrics"] = sorted(own)  # the problem's headline figures
     if cfg.eval.calibration_targets > 0:
         out.update(calibration_metrics(ctx))  # SBC ranks and coverage (plots if eval.plots)
     out["eval_time_s"] = time.perf_counter() - t0

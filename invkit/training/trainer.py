@@ -6,10 +6,10 @@ Everything the loop needs lives on the device; the host reads losses back only e
 
 from __future__ import annotations
 
+import copy
 import math
-import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +24,7 @@ from invkit.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from invkit.models.kinds import build_model
 from invkit.problem import Problem
 from invkit.progress import ProgressBar
+from invkit.signals import StopRequest, deferred
 from invkit.training.data import Dataset, generate
 from invkit.training.losses import inverse_weight_ramp
 from invkit.training.objectives import build_objective, set_standardisation, total_loss
@@ -43,10 +44,13 @@ class Trainer:
 
     def __init__(self, problem: Problem, cfg: RunConfig, device: torch.device,
                  progress: bool = True,
-                 on_checkpoint: Callable[[Trainer], None] | None = None) -> None:
+                 on_checkpoint: Callable[[Trainer], None] | None = None,
+                 stop: StopRequest | None = None) -> None:
         self.problem, self.cfg, self.device = problem, cfg, device
         self.progress = progress
         self.on_checkpoint = on_checkpoint
+        # SIGINT / SIGTERM as a flag (invkit.signals); the caller may own it for the whole run
+        self.stop = stop
         self.model = build_model(cfg.model, problem.dim_x, problem.dim_y, cfg.seed).to(device)
         self.objective = build_objective(cfg, self.model, problem)
         # what is logged: the total, then the objective's terms
@@ -67,6 +71,7 @@ class Trainer:
         self._params = params
         self.gen = make_generator(device, cfg.seed + 1)  # batches and training noise
         self.step = 0
+        self.started = False  # whether a step ran in this process (a run worth keeping)
         self.history: list[dict[str, float]] = []
         self.train_time_s = 0.0
         self.data: Dataset | None = None
@@ -91,6 +96,21 @@ class Trainer:
         self.data = generate(self.problem, self.cfg.train.n_samples, self.cfg.train.n_test,
                              self.cfg.seed, self.device)
         return time.perf_counter() - t0
+
+    def probe_step(self) -> Callable[[], None]:
+        """One forward and backward pass of the real step on a throwaway copy of the model
+        and a batch of its own, for timing (:mod:`invkit.threads`); training is untouched."""
+        assert self.data is not None
+        objective = copy.deepcopy(distributed.unwrap(self.objective))
+        gen = make_generator(self.device, self.cfg.seed + 99)
+        x, y = self.data.batch(self.cfg.train.batch_size, gen)
+        set_standardisation(objective.model, x, y)
+
+        def step() -> None:
+            objective.zero_grad(set_to_none=True)
+            total_loss(objective(x, y, gen, 1.0)).backward()
+
+        return step
 
     # -- one step --------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
@@ -128,15 +148,24 @@ class Trainer:
         bar = ProgressBar(f"training {self.problem.name}", t.steps, start=self.step,
                           enabled=self.progress)
         t_start = time.perf_counter() - self.train_time_s
-        with bar, _stop_on_signals() as stop:
+        with bar, self._stop_flag() as stop:
             while self.step < t.steps:
-                # under torchrun only rank 0 stops (and saves): a rank leaving on its own could
-                # strand rank 0 in a collective before it saved; torchrun then ends the others
-                if stop.requested and (self.dist is None or self.dist.is_main):
+                # under torchrun the ranks agree every step, so a signal that reached one rank
+                # stops all of them at this step (none is left waiting in a collective)
+                stopping = bool(stop) if self.dist is None else self.dist.any(bool(stop))
+                if stopping and not self.started:  # nothing trained here: nothing to save
+                    how = stop.requested or "a signal to another process"
+                    raise TrainingInterrupted(
+                        f"Interrupted by {how} before the first training step of this process: "
+                        f"nothing was trained, so nothing was saved"
+                        + (f" (the checkpoint of step {self.step} is unchanged)."
+                           if self.step else "."))
+                if stopping:
                     self.train_time_s = time.perf_counter() - t_start
                     self._checkpoint()
+                    how = stop.requested or "a signal to another process"
                     raise TrainingInterrupted(
-                        f"Training stopped at step {self.step} of {t.steps} by {stop.requested}; "
+                        f"Training stopped at step {self.step} of {t.steps} by {how}; "
                         f"a checkpoint of step {self.step} was saved. Resume with: invkit run "
                         f"--resume RUN_DIR."
                     )
@@ -148,6 +177,7 @@ class Trainer:
                 acc += self._step_fn(x, y, weight)
                 self.loss_acc_n += 1
                 self.step += 1
+                self.started = True
                 # log and checkpoint steps are multiples, so a resumed run keeps the cadence
                 if self.step % t.log_every == 0 or self.step == t.steps:
                     elapsed = time.perf_counter() - t_start
@@ -182,7 +212,7 @@ class Trainer:
     def _diverged(self, what: str, first_step: int) -> TrainingDiverged:
         kept = (f"The last good checkpoint (step {self.last_checkpoint_step}) is kept; nothing "
                 f"after it was saved." if self.last_checkpoint_step is not None else
-                "No checkpoint had been saved yet, so there is nothing to keep.")
+                "No checkpoint had been saved yet; the run directory keeps its config.toml.")
         return TrainingDiverged(
             f"{what} became NaN or infinite between steps {first_step} and {self.step} of "
             f"problem {self.problem.name!r}. {kept} Try a lower learning rate (--set train.lr="
@@ -209,6 +239,14 @@ class Trainer:
             self.on_checkpoint(self)
         self.last_checkpoint_step = self.step
 
+    @contextmanager
+    def _stop_flag(self) -> Iterator[StopRequest]:
+        if self.stop is not None:
+            yield self.stop
+        else:  # used on its own (tests, scripts): its own flag for the loop
+            with deferred() as flag:
+                yield flag
+
     # -- resume ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -234,27 +272,3 @@ class Trainer:
             self.loss_acc.copy_(state["loss_acc"].to(self.loss_acc.device))
             self.loss_acc_n = int(state["loss_acc_n"])
         self.last_checkpoint_step = self.step
-
-
-class _StopFlag:
-    requested: str = ""
-
-
-@contextmanager
-def _stop_on_signals():
-    """Turn SIGINT/SIGTERM into a flag the loop checks, so it can save before it stops."""
-    flag = _StopFlag()
-    previous = {}
-
-    def handler(signum, frame):  # noqa: ARG001
-        flag.requested = signal.Signals(signum).name
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread: signals cannot be caught here
-        previous = {}
-    try:
-        yield flag
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

@@ -31,14 +31,21 @@ def check_targets(problem: Problem, y: Any) -> Tensor:
     return y
 
 
+LARGEST = 2**50
+"""Largest budget or size ABC takes (about 1e15: weeks of simulation, still exact in float)."""
+
+
 def positive_int(value: Any, what: str) -> int:
     try:
         ok = not isinstance(value, bool) and float(value).is_integer() and value >= 1
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
         raise InvkitError(f"ABC {what} must be a positive integer, got {value!r}.")
+    if value > LARGEST:
+        raise InvkitError(f"ABC {what} must be at most {LARGEST:.3g} (2**50), got {value!r}.")
     return int(value)
+
 
 def format_target(y: Tensor) -> str:
     return "(" + ", ".join(f"{v:.3g}" for v in y.tolist()) + ")"

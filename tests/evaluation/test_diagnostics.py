@@ -7,6 +7,7 @@ Problem: x ~ N(0, I_2), y = x + N(0, s^2 I), so p(x | y) = N(y / (1 + s^2), s^2 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -132,8 +133,10 @@ def test_run_level_metrics_use_the_held_out_split_and_config(tmp_path):
     out = calibration_metrics(ctx)
     assert out["calibration_targets"] == 120 and out["calibration_samples"] == 49
     assert out["calibration_hpd_score"] == "log_prob" and out["calibration_ok"]
-    assert sorted(out["calibration_plots"]) == ["plots/calibration_coverage.png",
-                                                "plots/calibration_ranks.png"]
+    # the paths of the files drawn into ctx.plot_dir (the run records them relative to it)
+    assert sorted(Path(p).name for p in out["calibration_plots"]) == [
+        "calibration_coverage.png", "calibration_ranks.png"]
+    assert all(Path(p).parent == ctx.plot_dir for p in out["calibration_plots"])
     assert posterior_log_prob(object()) is None
     set_key(cfg, "eval.calibration_targets", 0)
     assert calibration_metrics(ctx) == {}

@@ -7,11 +7,11 @@ import torch
 
 from invkit.cli.main import main
 from invkit.config import ModelConfig, RunConfig, TrainConfig
+from invkit.loading import load_run
 from invkit.models.inn import PaddedINN
 from invkit.models.kinds import build_model
 from invkit.models.network import standard_normal_log_prob
 from invkit.problem import ForwardProcess, Prior, Problem
-from invkit.rundir import load_run
 from invkit.training.inn_objective import INNObjective
 from invkit.training.objectives import total_loss
 from invkit.training.trainer import Trainer

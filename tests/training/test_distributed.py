@@ -214,7 +214,84 @@ def test_torchrun_cli_run(tmp_path):
         capture_output=True, text=True, timeout=120, env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count("run directory:") == 1  # one summary, from rank 0
+    assert proc.stdout.count("every figure:") == 1  # one summary, from rank 0
     ckpt = torch.load(out / "model.pt", weights_only=True)
     assert ckpt["complete"] and ckpt["state"]["step"] == TINY["train.steps"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def _rank0_pid(parent: int, timeout: float = 60.0) -> int:
+    """The worker with RANK=0 among the descendants of torchrun's process ``parent``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                env = (proc / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"RANK=0" in env and b"LOCAL_RANK=0" in env and int(proc.name) != parent \
+                    and _descends(int(proc.name), parent):
+                return int(proc.name)
+        time.sleep(0.2)
+    raise AssertionError("rank 0 of torchrun was not found")
+
+
+def _descends(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        try:
+            pid = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            return False
+        if pid == ancestor:
+            return True
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists() or (
+    shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists()),
+    reason="needs torchrun and /proc")
+def test_sigterm_to_rank_0_alone_stops_every_rank_with_a_resumable_checkpoint(tmp_path):
+    """A signal that reaches rank 0 only: the ranks agree to stop at the next step, rank 0
+    saves, and the job exits at once (it used to hang in a collective until gloo's timeout)."""
+    import signal
+    import time
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    out = tmp_path / "run"
+    sets = [a for k, v in {**TINY, "train.steps": 100_000, "train.checkpoint_every": 20}.items()
+            for a in ("--set", f"{k}={v}")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "INVKIT_DIST_TIMEOUT": "600"}
+    proc = subprocess.Popen(
+        [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "invkit", "run", "gmm",
+         "--preset", "quick", "--device", "cpu", "--out", str(out), "--no-eval", "--quiet",
+         *sets], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "model.pt").exists():  # training is under way
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+            time.sleep(0.2)
+        os.kill(_rank0_pid(proc.pid), signal.SIGTERM)
+        start = time.monotonic()
+        output, _ = proc.communicate(timeout=60)
+        assert time.monotonic() - start < 60
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Training stopped at step" in output, output
+    ckpt = torch.load(out / "model.pt", weights_only=True)
+    assert not ckpt["complete"] and 0 < ckpt["state"]["step"] < 100_000
+    # resumable: the saved state loads into a trainer of the saved config
+    from invkit.config import config_from_dict
+    from invkit.registry import get_registry
+    from invkit.training.trainer import Trainer
+
+    cfg = config_from_dict(ckpt["config"])
+    trainer = Trainer(get_registry().build_problem("gmm"), cfg, torch.device("cpu"),
+                      progress=False)
+    trainer.load_state_dict(ckpt["state"])
+    assert trainer.step == ckpt["state"]["step"]

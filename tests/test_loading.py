@@ -6,8 +6,8 @@ import pytest
 
 import invkit.registry as registry_module
 from invkit.errors import CheckpointError
+from invkit.loading import checkpoint_problem
 from invkit.registry import FailedPlugin, Registry
-from invkit.rundir import checkpoint_problem
 
 CFG = types.SimpleNamespace(problem="sinusoid", problem_options={})
 
