@@ -8,6 +8,8 @@ numpy baseline also reports tracemalloc's peak of the arrays it allocates. Cases
   1024, 3 optimizer steps): invkit (``invkit.training.data.generate``: float32 device tensors
   made in chunks, batches by index) against the straightforward pipeline (numpy float64
   arrays for the whole set, converted to float32 tensors, a shuffling ``DataLoader``);
+* posterior sampling, 1e6 and 1e7 samples for one observation: the peak must stay near the
+  size of the result (each chunk is written into one preallocated output);
 * rejection ABC (9 targets, tolerance 0.005, chunks of 1e6) with budgets 1e7, 1e8 and 1e9,
   each stopped after ``--abc-sims`` simulations (all of 1e7): memory must not grow with the
   budget. Beside it, the all-at-once numpy approach (draw, simulate and compare the whole
@@ -103,37 +105,53 @@ class _Stop(Exception):
 
 def case_abc_invkit(budget: int, stop_after: int) -> dict:
     import torch
-    from rich.progress import Progress
 
+    import invkit_abc.rejection as rejection
     from invkit.registry import get_registry
-    from invkit_abc import rejection_abc
     from invkit_kinematics.plots import COMPARISON_TARGETS
 
-    class StopAfter(Progress):
-        """Counts simulations through the progress updates and stops the run after a limit."""
+    real_rounds, seen = rejection.rounds, {"n": 0}
 
-        def __init__(self, limit: int) -> None:
-            super().__init__(disable=True)
-            self.limit, self.seen = limit, 0
-
-        def update(self, task_id, *, advance=None, **kwargs):  # type: ignore[override]
-            self.seen += int(advance or 0)
-            super().update(task_id, advance=advance, **kwargs)
-            if self.seen >= self.limit:
+    def rounds(*args, **kwargs):
+        """The stream of simulations, stopped after ``stop_after`` of them."""
+        for pieces in real_rounds(*args, **kwargs):
+            seen["n"] += sum(y.shape[0] for _, y, _ in pieces)
+            if seen["n"] > stop_after:
                 raise _Stop
+            yield pieces
 
     prob = get_registry().build_problem("kinematics")
     gen = torch.Generator().manual_seed(0)
-    rejection_abc(prob, COMPARISON_TARGETS, 0.005, 2**17, generator=gen, progress=False)  # warm-up
+    rejection.rejection_abc(prob, COMPARISON_TARGETS, 0.005, 2**17, generator=gen)  # warm-up
     base = peak_rss_mb()
-    bar = StopAfter(stop_after)
+    rejection.rounds = rounds
     t0 = time.perf_counter()
     try:
-        res = rejection_abc(prob, COMPARISON_TARGETS, 0.005, budget, generator=gen, progress=bar)
+        res = rejection.rejection_abc(prob, COMPARISON_TARGETS, 0.005, budget, generator=gen)
         sims = res.n_simulations
     except _Stop:
-        sims = bar.seen
+        sims = seen["n"]
     return {"base": base, "simulations": sims, "time_s": time.perf_counter() - t0}
+
+
+def case_sample(n: int) -> dict:
+    """n posterior samples for one observation from the mixture's default-preset network
+    (untrained: the memory is the same): the peak above imports against the result's size."""
+    import torch
+
+    from invkit import api
+    from invkit.models.kinds import build_model
+    from invkit.posterior import Posterior
+
+    cfg, prob = api.resolve("gmm", "default", device="cpu")
+    post = Posterior(build_model(cfg.model, prob.dim_x, prob.dim_y, 0), prob, cfg,
+                     torch.device("cpu"))
+    y = torch.eye(prob.dim_y)[0]
+    post.sample(y, 1000, seed=0)  # warm-up
+    base = peak_rss_mb()
+    t0 = time.perf_counter()
+    x = post.sample(y, n, seed=0)
+    return {"base": base, "result_mb": x.numel() * 4 / MB, "time_s": time.perf_counter() - t0}
 
 
 def case_abc_naive(budget: int) -> dict:
@@ -161,7 +179,7 @@ def case_abc_naive(budget: int) -> dict:
 
 
 CASES = {"train-invkit": case_train_invkit, "train-naive": case_train_naive,
-         "abc-invkit": case_abc_invkit, "abc-naive": case_abc_naive}
+         "abc-invkit": case_abc_invkit, "abc-naive": case_abc_naive, "sample": case_sample}
 
 
 def child(name: str, params: list[int], threads: int) -> None:
@@ -195,6 +213,7 @@ def main() -> None:
                         help="simulations run per ABC budget before stopping")
     parser.add_argument("--abc-repeats", type=int, default=3, help="runs per ABC budget")
     parser.add_argument("--naive-budgets", default="1e6,1e7")
+    parser.add_argument("--sample-sizes", default="1e6,1e7")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps default")
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes")
     args = parser.parse_args()
@@ -204,6 +223,7 @@ def main() -> None:
     if args.quick:
         args.train_sizes, args.abc_budgets, args.abc_sims = "1e5,1e6", "1e6,1e7,1e9", 2e6
         args.naive_budgets, args.abc_repeats = "1e5,1e6", 2
+        args.sample_sizes = "1e5,1e6"
     set_threads(args.threads)  # for the header; each case sets its own
     header("Peak memory (RSS) per case, each in a fresh process")
     sizes = [int(float(s)) for s in args.train_sizes.split(",")]
@@ -248,6 +268,17 @@ def main() -> None:
           f"{stop:.3g} simulations (a budget of 1e7 runs to its end)")
     print(table(["budget", "method", "simulations run", "peak RSS MB", "above imports MB",
                  "time s", "note"], rows))
+    print()
+    rows = []
+    for n in [int(float(s)) for s in args.sample_sizes.split(",")]:
+        r = run_case("sample", [n], args.threads)
+        above = r["peak"] - r["base"]
+        rows.append([f"{n:.0e}", f"{r['result_mb']:.0f}", f"{above:.0f}",
+                     f"{above / r['result_mb']:.2f}", f"{r['time_s']:.1f}"])
+    print("posterior sampling, gmm default-preset network, one observation: chunks written into "
+          "one preallocated output")
+    print(table(["samples", "result MB", "peak above imports MB", "peak / result", "time s"],
+                rows))
 
 
 if __name__ == "__main__":
