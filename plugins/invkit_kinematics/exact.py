@@ -1,0 +1,551 @@
+r"""Exact posterior samples of the noise-free arm: the reference that ABC only approximates.
+
+Quantile ABC keeps the draws whose end point lands *near* y, so it widens every posterior by its
+tolerance. Without observation noise the posterior is the prior restricted to the 2-D solution
+manifold {x : s(x) = y}; this module samples that restriction itself. It applies only to
+``noise_std == 0``: with observation noise the problem keeps its ABC reference (``plugin.build``
+hooks this in only then).
+
+Construction and proof sketch
+-----------------------------
+Write x = (x1, a) with a = (a1, a2, a3) the joint angles (each relative to the previous
+segment), theta_i = a1 + ... + ai, h(a) = sum_i l_i cos theta_i and v(a) = sum_i l_i sin theta_i,
+so s(x) = (h(a), x1 + v(a)).
+
+1. *x1 drops out.* (x1, a) -> (u = x1 + v(a), a) has unit Jacobian, so for every test function
+   phi, with the co-area (delta) notation that the ABC limit
+   lim_{eps->0} E[phi(x) 1{|s(x) - y| < eps}] / (pi eps^2) defines,
+   E[phi | y] p(y) = int phi(y2 - v(a), a) p_x1(y2 - v(a)) p(a) delta(h(a) - y1) da.
+   Here p(y) is the density of y = s(x) under the prior (the evidence).
+2. *Partition of unity over three charts.* Where grad h != 0, the weights
+   w_k(a) = (dh/da_k)^2 / |grad h|^2 (k = 1, 2, 3) are smooth and sum to one
+   (:func:`chart_weights`). Insert sum_k w_k = 1 and, in term k, do the a_k-integral first: for
+   fixed b = (the other two angles), int g(a_k) delta(h - y1) da_k = sum over the roots of
+   g / |dh/da_k|. Hence
+   E[phi | y] p(y) = sum_k int db sum_{roots a_k} phi p_x1(y2 - v) p(a) |dh/da_k| / |grad h|^2.
+   The factor |dh/da_k| / |grad h|^2 <= 1 / |grad h| is bounded away from the critical points
+   (every segment horizontal, so y1 in {0, +-1, +-2}); the 1/|dh/da_k| fold of a single chart,
+   where segment k's solution is vertical, is gone. The critical set has measure zero on the
+   level set of any y1 with |y1| < 2, so it changes no integral.
+3. *Roots in closed form.* In chart k, h = C(b) + R(b) cos(a_k + psi(b)), so the roots are
+   a_k = -psi +- acos((y1 - C) / R) + 2 pi j (none when |(y1 - C) / R| > 1). The branches
+   j differ only in a_k's prior factor (sines and cosines are 2 pi periodic), so each of the two
+   roots is one particle carrying the wrapped-normal sum over j, and a resampled particle picks
+   its branch j with probability proportional to N(a_k + 2 pi j). The sum is taken over
+   j in {-1, 0, 1} around the representative in [-pi, pi); the terms left out are below
+   exp(-8 pi^2 / (2 sigma^2)) of the largest (exp(-158) for the arm's sigma 0.5), i.e. zero
+   in float64.
+4. *Sampling.* Each chart's integral is estimated by importance sampling of b from a proposal
+   q_k = 0.2 prior + 0.8 N(mu, Sigma) whose Gaussian is fitted to an independent pilot run (its
+   draws are then discarded); q_k > 0 everywhere, so the weights f_k / q_k are unbiased for the
+   chart's measure. Round r draws B_r proposals per target, B_rk of them in chart k (shares
+   from the pilot's estimate of each chart's mass, at least 5%), weighted f_k / q_k * B_r / B_rk:
+   each round's weights then sum to B_r times an unbiased estimate of p(y), and its weighted
+   draws estimate the posterior times p(y), whatever the split. Rounds are added until the
+   pool's effective sample size (sum w)^2 / sum w^2 reaches ``ess_ratio * n``; n draws with
+   replacement in proportion to the weights are kept (SIR, as a streaming reservoir, so memory
+   stays bounded). Round sizes and splits depend only on earlier rounds, and the weights have
+   finite variance for every y1 off the critical values (q_k >= 0.2 prior and
+   f_k / prior <= const / |grad h|), so the pool's weighted averages converge almost surely
+   (martingale strong law), also at the stopping time, which grows without bound with
+   ``ess_ratio``: the samples are exact in that limit, with a bias of order 1 / pool at a
+   finite one. The only other approximation is rounding: float64 arithmetic, and b built from
+   float32 normals (a departure from q at the 1e-7 level).
+
+The weights' sum over the draws, divided by their number, estimates p(y) (reported as
+``evidence``); tests check it against a closed form (l1 = l2 = 0) and against the density of
+simulated end points.
+
+Targets with |y1| > 2 are out of reach (the posterior is empty): an ``InvkitError`` names them.
+|y1| = 2 exactly (the arm stretched fully right or left) has a point mass as its limit
+(a = 0, or a1 = +-pi with a2 = a3 = 0, and x1 = y2); it is returned as such.
+
+Measured (``benchmarks/kinematics_exact.py``, one pinned thread): see that script's output in
+``docs/tutorials/kinematics.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from invkit.errors import InvkitError
+from invkit_kinematics.arm import LENGTHS, SIGMA
+
+ESS_RATIO = 20.0
+"""Pool grown until its effective sample size is this many times the samples kept."""
+PILOT = 2048
+"""Pilot draws per chart and target (fit the proposal, estimate the charts' shares)."""
+ROUND = 8192
+"""Fewest main draws per target per round; rounds are sized from the ESS still missing."""
+MAX_POOL = 2**23
+"""Most main draws per target; fewer than the ESS asked for by then gives a warning."""
+CHUNK_DRAWS = 2**18
+"""Most draws held at once (about 100 bytes each); targets per chunk: CHUNK_DRAWS // 4 ROUND."""
+DEFENSIVE = 0.2
+"""Prior share of the proposal: keeps it positive everywhere, whatever the pilot found."""
+INFLATE = 1.5
+"""Variance of the fitted Gaussian relative to the pilot's weighted covariance."""
+MIN_SHARE = 0.05
+"""Least share of draws per chart, so each chart's estimate converges."""
+
+_TWO_PI = 2 * math.pi
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+@dataclass
+class ExactResult:
+    """Posterior samples and the diagnostics of the pools they were resampled from."""
+
+    samples: Tensor
+    """(m, n, 4) float32 on y's device."""
+    ess: Tensor
+    """(m,) float64 on CPU: effective sample size of each target's pool (inf: a point mass)."""
+    pool: Tensor
+    """(m,) main proposals drawn per target (each gives up to two weighted configurations)."""
+    evidence: Tensor
+    """(m,) estimate of p(y), the density of y = s(x) with x from the prior (0 at the edge)."""
+
+
+@dataclass(frozen=True)
+class _Arm:
+    lengths: tuple[float, float, float]
+    sigma: tuple[float, float, float, float]
+
+    @property
+    def reach(self) -> float:
+        return sum(self.lengths)
+
+
+def chart_weights(a: Tensor, lengths: Sequence[float] = LENGTHS) -> Tensor:
+    """Partition of unity (..., 3): w_k = (dh/da_k)^2 / |grad h|^2 for angles a (..., 3).
+
+    The three charts (solve a_k from the other two) split the posterior by these weights; they
+    sum to one wherever grad h != 0, and each vanishes on its own chart's fold.
+    """
+    g = _grad_h(torch.cumsum(a, -1).sin(), lengths)
+    return g**2 / (g**2).sum(-1, keepdim=True)
+
+
+def _grad_h(sin_theta: Tensor, lengths: Sequence[float]) -> Tensor:
+    """-grad h (..., 3) from sin(theta); its first entry is also v(a), the vertical reach."""
+    l1, l2, l3 = lengths
+    g3 = l3 * sin_theta[..., 2]
+    g2 = l2 * sin_theta[..., 1] + g3
+    g1 = l1 * sin_theta[..., 0] + g2
+    return torch.stack([g1, g2, g3], -1)
+
+
+def _log_normal(z: Tensor, sigma: float) -> Tensor:
+    return -0.5 * (z / sigma) ** 2 - math.log(sigma) - _HALF_LOG_2PI
+
+
+def _log_wrapped_normal(r: Tensor, sigma: float) -> Tensor:
+    """log sum_j N(r + 2 pi j; 0, sigma^2), j in {-1, 0, 1}: exact in float64 for |r| <= pi.
+
+    (r +- 2 pi)^2 - r^2 = 4 pi^2 +- 4 pi r >= 0, so the side terms add
+    2 exp(-2 pi^2 / sigma^2) cosh(2 pi r / sigma^2) <= 2 to the central one's factor 1.
+    """
+    side = torch.cosh(r * (2 * math.pi / sigma**2)).mul_(2 * math.exp(-2 * math.pi**2 / sigma**2))
+    return _log_normal(r, sigma) + torch.log1p(side)
+
+
+def _chart(k: int, b: Tensor, y1: Tensor, y2: Tensor, arm: _Arm) -> tuple[Tensor, Tensor]:
+    """Chart k's density f_k at both roots, and the configurations.
+
+    b (2, N) are the free angles (in order), y1, y2 (N,) each draw's target. Returns log f_k
+    (2, N) (one row per root), -inf where b has no root or sits on a critical point, and x
+    (4, 2, N) with a_k the root's representative in [-pi, pi). Roots lead (not trail) so that
+    every elementwise pass runs over contiguous rows (broadcasting a trailing 2 is far slower).
+
+    With h = C + R cos(a_k + psi), the roots have a_k + psi = +-t, t = acos(c), so the sines of
+    the cumulative angles follow from c, sqrt(1 - c^2) and b's own sines and cosines, with no
+    trigonometric call per root; and |dh/da_k| = R sqrt(1 - c^2).
+    """
+    l1, l2, l3 = arm.lengths
+    u, w = b[0], b[1]
+    if k == 0:  # solve a1; b = (a2, a3)
+        s = u + w
+        cu, su, cs, ss = torch.cos(u), torch.sin(u), torch.cos(s), torch.sin(s)
+        re, im = l1 + l2 * cu + l3 * cs, l2 * su + l3 * ss
+        radius = torch.hypot(re, im)
+        psi, c = torch.atan2(im, re), y1 / radius
+    elif k == 1:  # solve a2; b = (a1, a3)
+        cw, sw = torch.cos(w), torch.sin(w)
+        re, im = l2 + l3 * cw, l3 * sw
+        radius = torch.hypot(re, im)
+        psi = u + torch.atan2(im, re)
+        c = (y1 - l1 * torch.cos(u)) / radius
+    else:  # solve a3; b = (a1, a2)
+        s = u + w
+        radius = torch.full_like(u, l3)
+        psi = s
+        c = (y1 - l1 * torch.cos(u) - l2 * torch.cos(s)) / l3
+    feasible = c.abs() <= 1  # radius 0 (a degenerate arm): c is inf or nan, no root
+    c = c.clamp(-1.0, 1.0)
+    t = torch.acos(c)
+    st = torch.sqrt((1 - c) * (1 + c))
+    sin_t = torch.stack([st, -st])  # sin(+t), sin(-t); both roots share cos = c
+    if k == 2:
+        s1, s2, s3 = torch.sin(u), torch.sin(s), sin_t
+    else:
+        cd, sd = re / radius, im / radius
+        sin_j = sin_t * cd - c * sd  # the solved joint's cumulative angle is +-t - delta
+        cos_j = (c * cd) + sin_t * sd
+        if k == 1:
+            s1, s2 = torch.sin(u), sin_j
+            s3 = sin_j * cw + cos_j * sw
+        else:
+            s1 = sin_j
+            s2 = sin_j * cu + cos_j * su
+            s3 = sin_j * cs + cos_j * ss
+    g3 = l3 * s3
+    g2 = g3 + l2 * s2
+    g1 = g2 + l1 * s1  # -dh/da_1, and v(a)
+    grad2 = g1 * g1 + g2 * g2 + g3 * g3
+    r = torch.remainder(torch.stack([t - psi, -t - psi]) + math.pi, _TWO_PI) - math.pi
+    x1 = y2 - g1
+    free = [i for i in range(3) if i != k]
+    sig = arm.sigma
+    log_b = (_log_normal(u, sig[free[0] + 1]) + _log_normal(w, sig[free[1] + 1])
+             + torch.log(radius * st))
+    log_f = (_log_normal(x1, sig[0]) + _log_wrapped_normal(r, sig[k + 1])
+             - torch.log(grad2)) + log_b
+    ok = (grad2 > 0) & (feasible & (st > 0))
+    log_f = torch.where(ok, log_f, -math.inf)
+    x = torch.empty(4, 2, b.shape[1], dtype=b.dtype, device=b.device)
+    x[0] = x1
+    x[free[0] + 1] = u
+    x[free[1] + 1] = w
+    x[k + 1] = r
+    return log_f, x
+
+
+class _Proposal:
+    """q_k(b) per target: a two-component mixture, drawn and scored flat.
+
+    ``weight0`` of N(0, diag(prior_sd^2)) (the prior) and the rest of N(mu, L L^T), L lower
+    triangular; with ``symmetric`` (the pilot's backward-folded targets) that Gaussian is the
+    equal pair at +-mu. Parameters are per target: mu (2, m), chol (3, m) = (L00, L10, L11).
+    """
+
+    def __init__(self, weight0: float, prior_sd: tuple[float, float], mu: Tensor, chol: Tensor,
+                 symmetric: Tensor | None = None) -> None:
+        self.w0, self.sd = weight0, prior_sd
+        self.mu, self.chol = mu, chol
+        self.symmetric = symmetric
+
+    def sample(self, rows: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Draws b (2, N) for targets ``rows`` (N,) and log q(b) (N,)."""
+        n = rows.shape[0]
+        dev, dt = self.mu.device, self.mu.dtype
+        # float32 normals (6x faster on CPU); q is evaluated at the float64 b actually drawn
+        z = torch.randn(2, n, generator=gen, device=dev).to(dt)
+        u = torch.rand(n, generator=gen, device=dev)
+        mu, ch = self.mu[:, rows], self.chol[:, rows]
+        if self.symmetric is not None:
+            flip = self.symmetric[rows] & (torch.rand(n, generator=gen, device=dev) < 0.5)
+            mu = torch.where(flip, -mu, mu)
+        gauss = torch.stack([mu[0] + ch[0] * z[0], mu[1] + ch[1] * z[0] + ch[2] * z[1]])
+        sd = torch.tensor(self.sd, device=dev, dtype=dt)[:, None]
+        b = torch.where(u < self.w0, z * sd, gauss)
+        return b, self.log_prob(b, rows)
+
+    def log_prob(self, b: Tensor, rows: Tensor) -> Tensor:
+        mu, ch = self.mu[:, rows], self.chol[:, rows]
+        lg = self._log_gauss(b, mu, ch)
+        if self.symmetric is not None:
+            pair = torch.logaddexp(lg, self._log_gauss(b, -mu, ch)) - math.log(2)
+            lg = torch.where(self.symmetric[rows], pair, lg)
+        if self.w0 == 0:
+            return lg
+        lp0 = _log_normal(b[0], self.sd[0]) + _log_normal(b[1], self.sd[1])
+        return torch.logaddexp(lp0 + math.log(self.w0), lg + math.log(1 - self.w0))
+
+    @staticmethod
+    def _log_gauss(b: Tensor, mu: Tensor, ch: Tensor) -> Tensor:
+        z0 = (b[0] - mu[0]) / ch[0]
+        z1 = (b[1] - mu[1] - ch[1] * z0) / ch[2]
+        return -0.5 * (z0 * z0 + z1 * z1) - torch.log(ch[0] * ch[2]) - 2 * _HALF_LOG_2PI
+
+
+def _free_sd(k: int, arm: _Arm) -> tuple[float, float]:
+    free = [i for i in range(3) if i != k]
+    return arm.sigma[free[0] + 1], arm.sigma[free[1] + 1]
+
+
+def _pilot_proposal(k: int, y1: Tensor, arm: _Arm) -> _Proposal:
+    """Half prior, half a Gaussian at the nearest fully stretched configuration, as wide as its
+    neighbourhood on the level set (about 2 sqrt(reach - |y1|) in angle; at most the prior's):
+    it finds the tiny solution sets of nearly stretched horizontal arms, which prior draws miss.
+    """
+    sd = _free_sd(k, arm)
+    mu = torch.zeros(2, y1.shape[0], dtype=y1.dtype, device=y1.device)
+    back = y1 < 0  # folded back: a1 = +-pi, a2 = a3 = 0 (in charts 2 and 3 a1 is free)
+    if k > 0:
+        mu[0] = torch.where(back, math.pi, 0.0)
+    scale = (2 * (arm.reach - y1.abs()).clamp_min(0).sqrt()).clamp(1e-9, min(sd))
+    chol = torch.stack([scale, torch.zeros_like(scale), scale])
+    return _Proposal(0.5, sd, mu, chol, symmetric=back if k > 0 else None)
+
+
+def _fit(k: int, b: Tensor, log_w: Tensor, arm: _Arm) -> tuple[Tensor, Tensor]:
+    """Weighted mean (2, m) and inflated, regularised Cholesky factor (3, m) of b (2, m, N).
+
+    log_w (m, N): the pilot's log weight of each b (both roots together). A target whose pilot
+    found almost nothing (pilot ESS below 10) gets the prior's spread added, so the main run
+    still explores; one that found nothing gets the prior.
+    """
+    sd = torch.tensor(_free_sd(k, arm), dtype=b.dtype, device=b.device)
+    top = log_w.amax(1, keepdim=True)
+    found = torch.isfinite(top).squeeze(1)
+    w = torch.exp(log_w - torch.where(torch.isfinite(top), top, 0.0))
+    w = w / w.sum(1, keepdim=True).clamp_min(1e-300)
+    ess = 1 / (w**2).sum(1).clamp_min(1e-300)
+    mu = (w * b).sum(2)
+    d = b - mu[:, :, None]
+    cov = torch.einsum("mn,imn,jmn->mij", w, d, d) * INFLATE
+    eye = torch.eye(2, dtype=b.dtype, device=b.device)
+    trace = cov.diagonal(dim1=1, dim2=2).sum(1)
+    cov = cov + (1e-3 * trace / 2 + 1e-18)[:, None, None] * eye
+    cov = torch.where((ess < 10)[:, None, None], cov + torch.diag(sd**2), cov)
+    cov = torch.where(found[:, None, None], cov, torch.diag(sd**2).expand_as(cov))
+    mu = torch.where(found, mu, 0.0)
+    ch = torch.linalg.cholesky(cov)
+    return mu, torch.stack([ch[:, 0, 0], ch[:, 1, 0], ch[:, 1, 1]])
+
+
+def _check_targets(y: Tensor, arm: _Arm) -> None:
+    if y.dim() != 2 or y.shape[1] != 2:
+        raise InvkitError(f"The arm's exact posterior wants targets y of shape (m, 2), got "
+                          f"{tuple(y.shape)}.")
+    bad = (~torch.isfinite(y).all(1)) | (y[:, 0].abs() > arm.reach * (1 + 1e-6))
+    if bad.any():
+        idx = bad.nonzero().flatten().tolist()
+        shown = "; ".join(f"target {i} y=({y[i, 0]:.4g}, {y[i, 1]:.4g})" for i in idx[:10])
+        more = f"; and {len(idx) - 10} more" if len(idx) > 10 else ""
+        raise InvkitError(
+            f"{len(idx)} target(s) out of the arm's reach: {shown}{more}. No configuration "
+            f"reaches a horizontal distance |y1| > {arm.reach:g} (the arm's length), so their "
+            f"posterior is empty; pass finite targets with |y1| <= {arm.reach:g}."
+        )
+
+
+def sample_posterior(
+    y: Tensor,
+    n: int,
+    generator: torch.Generator,
+    *,
+    ess_ratio: float = ESS_RATIO,
+    max_pool: int = MAX_POOL,
+    chunk_draws: int = CHUNK_DRAWS,
+    lengths: Sequence[float] = LENGTHS,
+    sigma: Sequence[float] = SIGMA,
+    progress: bool = False,
+) -> ExactResult:
+    """n exact posterior samples for each noise-free target y (m, 2), with pool diagnostics.
+
+    All randomness comes from ``generator`` (on y's device); targets are processed a few at a
+    time (``chunk_draws`` bounds the draws held at once). ``lengths`` and ``sigma`` default to
+    the benchmark arm; other values serve checks against closed forms (e.g. l1 = l2 = 0).
+    ``progress`` shows a bar over the targets on stderr.
+    """
+    y = torch.as_tensor(y)
+    l1, l2, l3 = (float(v) for v in lengths)
+    s0, s1, s2, s3 = (float(v) for v in sigma)
+    arm = _Arm((l1, l2, l3), (s0, s1, s2, s3))
+    if min(arm.lengths) < 0 or l3 <= 0 or min(arm.sigma) <= 0:
+        raise InvkitError(f"The arm needs lengths >= 0 with the last one > 0 and positive prior "
+                          f"standard deviations; got lengths {lengths}, sigma {sigma}.")
+    _check_targets(y, arm)
+    if n < 1:
+        raise InvkitError(f"The exact posterior needs n >= 1 samples per target, got {n}.")
+    if generator.device.type != y.device.type:
+        raise InvkitError(f"The generator is on {generator.device} but the targets are on "
+                          f"{y.device}; pass a generator on the targets' device.")
+    dt = torch.float32 if y.device.type == "mps" else torch.float64
+    yd = y.to(dt)
+    m = y.shape[0]
+    out = torch.empty(m, n, 4, dtype=dt, device=y.device)
+    ess = torch.full((m,), math.inf, dtype=torch.float64)
+    pool = torch.zeros(m, dtype=torch.long)
+    evidence = torch.zeros(m, dtype=torch.float64)
+
+    edge = yd[:, 0].abs() >= arm.reach  # the limit of a fully stretched arm: a point mass
+    if edge.any():
+        out[edge] = _stretched(yd[edge], n, generator, arm)
+    inner = (~edge).nonzero().flatten()
+    per_chunk = max(1, chunk_draws // (4 * ROUND))
+    with _Bar(progress, inner.numel()) as bar:
+        for j in range(0, inner.numel(), per_chunk):
+            idx = inner[j:j + per_chunk]
+            res = _sample_chunk(yd[idx], n, generator, arm, ess_ratio, max_pool, chunk_draws)
+            out[idx] = res.samples
+            cpu = idx.cpu()
+            ess[cpu], pool[cpu], evidence[cpu] = res.ess, res.pool, res.evidence
+            bar.advance(idx.numel())
+
+    short = (ess < ess_ratio * n).nonzero().flatten().tolist()
+    if short:
+        shown = "; ".join(f"target {i} y=({y[i, 0]:.4g}, {y[i, 1]:.4g}): ESS {ess[i]:.3g}"
+                          for i in short[:10])
+        warnings.warn(f"exact posterior: {len(short)} target(s) reached fewer than "
+                      f"{ess_ratio:g} x {n} effective samples within {max_pool} draws ({shown})."
+                      f" Their samples are valid but more correlated (more repeats).",
+                      stacklevel=2)
+    return ExactResult(out.float(), ess, pool, evidence)
+
+
+def reference_posterior(y: Tensor, n: int, generator: torch.Generator) -> Tensor:
+    """The problem's ``reference_posterior``: (m, n, 4) float32 exact samples for y (m, 2)."""
+    return sample_posterior(y, n, generator).samples
+
+
+def _stretched(y: Tensor, n: int, gen: torch.Generator, arm: _Arm) -> Tensor:
+    """|y1| = reach: the limit point mass (x1 = y2, all segments horizontal): a = 0, or folded
+    back (y1 < 0) a1 = +pi or -pi with equal weight (further multiples of 2 pi: < e^-150)."""
+    if min(arm.lengths) <= 0:
+        raise InvkitError(f"Targets with |y1| = {arm.reach:g} have no point-mass limit when a "
+                          f"segment has length 0 (lengths {arm.lengths}).")
+    x = torch.zeros(y.shape[0], n, 4, dtype=y.dtype, device=y.device)
+    x[:, :, 0] = y[:, 1:2]
+    sign = torch.where(torch.rand(y.shape[0], n, generator=gen, device=y.device) < 0.5, -1.0, 1.0)
+    x[:, :, 1] = torch.where(y[:, :1] < 0, sign.to(y.dtype) * math.pi, 0.0)
+    return x
+
+
+class _Bar:
+    """A rich progress bar over targets, or nothing."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.progress: Any = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.progress = Progress(console=Console(stderr=True))
+            self.task = self.progress.add_task("exact posterior", total=total)
+
+    def __enter__(self) -> _Bar:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def advance(self, k: int) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task, k)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _sample_chunk(y: Tensor, n: int, gen: torch.Generator, arm: _Arm, ess_ratio: float,
+                  max_pool: int, chunk_draws: int) -> ExactResult:
+    """Pilot, then rounds of main draws into a streaming SIR reservoir, for a few targets.
+
+    Round r draws B_r proposals per target, B_rk of them in chart k (the same split for every
+    target of the round, so each chart is one rectangular block); a draw's weight is
+    f_k / q_k * B_r / B_rk, so each round's weights sum to B_r times an unbiased estimate of
+    p(y), whatever the split, and the rounds pool as one sample.
+    """
+    m, dev, dt = y.shape[0], y.device, y.dtype
+    y1, y2 = y[:, 0], y[:, 1]
+
+    # pilot: fit each chart's proposal and estimate its share of the posterior
+    proposals, log_z = [], []
+    rows = torch.arange(m, device=dev).repeat_interleave(PILOT)
+    for k in range(3):
+        pilot = _pilot_proposal(k, y1, arm)
+        b, log_q = pilot.sample(rows, gen)
+        log_f, _ = _chart(k, b, y1[rows], y2[rows], arm)
+        log_w = (torch.logsumexp(log_f, 0) - log_q).view(m, PILOT)
+        mu, chol = _fit(k, b.view(2, m, PILOT), log_w, arm)
+        proposals.append(_Proposal(DEFENSIVE, _free_sd(k, arm), mu, chol))
+        log_z.append(torch.logsumexp(log_w, 1))
+    share = torch.softmax(torch.stack(log_z, 1), 1).nan_to_num(nan=1 / 3)
+
+    # main rounds: a streaming SIR reservoir per target
+    want = ess_ratio * n
+    keep = torch.zeros(m, n, 4, dtype=dt, device=dev)
+    log_s1 = torch.full((m,), -math.inf, dtype=dt, device=dev)
+    log_s2 = torch.full((m,), -math.inf, dtype=dt, device=dev)
+    drawn = torch.zeros(m, dtype=torch.long, device=dev)
+    active = torch.arange(m, device=dev)
+    sig_a = torch.tensor(arm.sigma[1:], dtype=dt, device=dev)
+    while active.numel():
+        ma = active.numel()
+        ess_now = torch.exp(2 * log_s1[active] - log_s2[active]).nan_to_num(nan=0.0)
+        rate = torch.where(drawn[active] > 0, ess_now / drawn[active].clamp_min(1), 0.5)
+        need = ((want - ess_now) / rate.clamp_min(1e-3) * 1.05).clamp_max(max_pool)
+        size = int(min(max(float(need.median()), ROUND), max(ROUND, chunk_draws // ma)))
+        split = share[active].mean(0).clamp_min(MIN_SHARE)
+        counts = (split / split.sum() * size).floor().long().clamp_min(1).tolist()
+        counts[2] = size - counts[0] - counts[1]
+        log_w = torch.empty(ma, 2, size, dtype=dt, device=dev)
+        xs = torch.empty(4, ma, 2, size, dtype=dt, device=dev)
+        lo = 0
+        for k in range(3):
+            hi = lo + counts[k]
+            t = active.repeat_interleave(counts[k])
+            b, log_q = proposals[k].sample(t, gen)
+            log_f, x = _chart(k, b, y1[t], y2[t], arm)
+            log_q = log_q + math.log(counts[k] / size)
+            log_w[:, :, lo:hi] = (log_f - log_q).view(2, ma, -1).transpose(0, 1)
+            xs[:, :, :, lo:hi] = x.view(4, 2, ma, -1).transpose(1, 2)
+            lo = hi
+        log_w = log_w.view(ma, 2 * size)
+        xs = xs.view(4, ma, 2 * size)
+        log_round = torch.logsumexp(log_w, 1)
+        log_s2[active] = torch.logaddexp(log_s2[active], torch.logsumexp(2 * log_w, 1))
+        total = torch.logaddexp(log_s1[active], log_round)
+        log_s1[active] = total
+        drawn[active] += size
+        hit = torch.isfinite(log_round)
+        if hit.any():
+            h = hit.nonzero().flatten()
+            probs = torch.exp(log_w[h] - log_round[h, None])
+            pick = torch.multinomial(probs, n, replacement=True, generator=gen)
+            x = torch.stack([xs[i, h[:, None], pick] for i in range(4)], -1)
+            slot = pick % size
+            chart = (slot >= counts[0]).long() + (slot >= counts[0] + counts[1]).long()
+            x = _pick_branch(x, chart, sig_a, gen)
+            p_new = torch.exp(log_round[h] - total[h])
+            swap = torch.rand(h.numel(), n, generator=gen, device=dev) < p_new[:, None]
+            tgt = active[h]
+            keep[tgt] = torch.where(swap[..., None], x, keep[tgt])
+        ess_now = torch.exp(2 * log_s1[active] - log_s2[active]).nan_to_num(nan=0.0)
+        done = (ess_now >= want) | (drawn[active] >= max_pool)
+        active = active[~done]
+
+    missing = ~torch.isfinite(log_s1)
+    if missing.any():
+        i = int(missing.nonzero()[0])
+        raise InvkitError(
+            f"exact posterior: no configuration of the arm reaching y=({y1[i]:.6g}, "
+            f"{y2[i]:.6g}) was found in {int(drawn[i])} draws; the target sits at the very "
+            f"edge of the reach (|y1| = {arm.reach:g} is the limit), where the solution set "
+            f"is too small to hit. Round |y1| to {arm.reach:g} to get the limiting posterior."
+        )
+    ess = torch.exp(2 * log_s1 - log_s2).double().cpu()
+    evidence = torch.exp(log_s1 - drawn.to(dt).log()).double().cpu()
+    return ExactResult(keep, ess, drawn.cpu(), evidence)
+
+
+def _pick_branch(x: Tensor, chart: Tensor, sig_a: Tensor, gen: torch.Generator) -> Tensor:
+    """Shift each picked particle's solved angle by 2 pi j, j in {-1, 0, 1}, with probability
+    proportional to its prior there (the other factors of its weight do not depend on j)."""
+    col = (chart + 1)[..., None]
+    r = x.gather(-1, col).squeeze(-1)
+    s = sig_a[chart]
+    logits = torch.stack([-0.5 * ((r + j * _TWO_PI) / s) ** 2 for j in (-1, 0, 1)], -1)
+    p = torch.softmax(logits, -1).cumsum(-1)
+    u = torch.rand(r.shape, generator=gen, device=r.device, dtype=r.dtype)
+    j = (u[..., None] > p[..., :2]).sum(-1).to(r.dtype) - 1
+    return x.scatter(-1, col, (r + j * _TWO_PI)[..., None])
