@@ -97,7 +97,9 @@ def _reference() -> torch.Tensor:
 def _eval_config():
     from types import SimpleNamespace
 
-    return SimpleNamespace(seed=1, eval=SimpleNamespace(reference="auto", n_samples=20,
+    # "abc", not "auto": the noise-free arm's auto reference is now its exact sampler, and
+    # these tests are about sharing an ABC reference's pool between ranks
+    return SimpleNamespace(seed=1, eval=SimpleNamespace(reference="abc", n_samples=20,
                                                         abc_pool=50_000))
 
 

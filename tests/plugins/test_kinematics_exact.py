@@ -11,6 +11,7 @@ import torch
 import invkit
 from invkit.errors import InvkitError
 from invkit.evaluation.metrics import benchmark_kernel, err_post
+from invkit.validation import check_problem
 from invkit_abc.abc import rejection_abc
 from invkit_kinematics import arm
 from invkit_kinematics.exact import chart_weights, reference_posterior, sample_posterior
@@ -153,6 +154,14 @@ def test_ess_is_a_large_multiple_of_n_and_short_pools_warn():
     assert (res.pool >= res.ess).all()
     with pytest.warns(UserWarning, match=r"1 target\(s\) reached fewer than 1000 x 500"):
         sample_posterior(y[:1], 500, gen(), ess_ratio=1000, max_pool=8192)
+
+
+def test_is_the_noise_free_problem_s_reference_and_only_that():
+    problem = invkit.get_problem("kinematics")
+    assert problem.reference_posterior is reference_posterior
+    check_problem(problem, "test")
+    noisy = invkit.get_registry().build_problem("kinematics", {"noise_std": 0.01})
+    assert noisy.reference_posterior is None  # with noise, evaluation keeps using ABC
 
 
 # -- rejection ABC converges to it -------------------------------------------------------------
