@@ -375,21 +375,21 @@ def sample_posterior(
     dt = torch.float32 if y.device.type == "mps" else torch.float64
     yd = y.to(dt)
     m = y.shape[0]
-    out = torch.empty(m, n, 4, dtype=dt, device=y.device)
+    out = torch.empty(m, n, 4, dtype=torch.float32, device=y.device)
     ess = torch.full((m,), math.inf, dtype=torch.float64)
     pool = torch.zeros(m, dtype=torch.long)
     evidence = torch.zeros(m, dtype=torch.float64)
 
     edge = yd[:, 0].abs() >= arm.reach  # the limit of a fully stretched arm: a point mass
     if edge.any():
-        out[edge] = _stretched(yd[edge], n, generator, arm)
+        out[edge] = _stretched(yd[edge], n, generator, arm).float()
     inner = (~edge).nonzero().flatten()
     per_chunk = max(1, chunk_draws // (4 * ROUND))
     with _Bar(progress, inner.numel()) as bar:
         for j in range(0, inner.numel(), per_chunk):
             idx = inner[j:j + per_chunk]
             res = _sample_chunk(yd[idx], n, generator, arm, ess_ratio, max_pool, chunk_draws)
-            out[idx] = res.samples
+            out[idx] = res.samples.float()
             cpu = idx.cpu()
             ess[cpu], pool[cpu], evidence[cpu] = res.ess, res.pool, res.evidence
             bar.advance(idx.numel())
@@ -402,7 +402,7 @@ def sample_posterior(
                       f"{ess_ratio:g} x {n} effective samples within {max_pool} draws ({shown})."
                       f" Their samples are valid but more correlated (more repeats).",
                       stacklevel=2)
-    return ExactResult(out.float(), ess, pool, evidence)
+    return ExactResult(out, ess, pool, evidence)
 
 
 def reference_posterior(y: Tensor, n: int, generator: torch.Generator) -> Tensor:
