@@ -36,10 +36,11 @@ so s(x) = (h(a), x1 + v(a)).
    exp(-8 pi^2 / (2 sigma^2)) of the largest (exp(-158) for the arm's sigma 0.5), i.e. zero
    in float64.
 4. *Sampling.* Each chart's integral is estimated by importance sampling of b from a proposal
-   q_k = 0.2 prior + 0.8 N(mu, Sigma) whose Gaussian is fitted to an independent pilot run (its
-   draws are then discarded); q_k > 0 everywhere, so the weights f_k / q_k are unbiased for the
-   chart's measure. Round r draws B_r proposals per target, B_rk of them in chart k (shares
-   from the pilot's estimate of each chart's mass, at least 5%), weighted f_k / q_k * B_r / B_rk:
+   q_k = 0.2 prior + 0.8 N(mu, Sigma) whose Gaussian is fitted to an independent pilot run (two
+   stages, the second drawing from the first's fit; its draws are then discarded); q_k > 0
+   everywhere, so the weights f_k / q_k are unbiased for the chart's measure. Round r draws
+   B_r proposals per target, B_rk of them in chart k (shares from the pilot's estimate of each
+   chart's mass, at least 5%), weighted f_k / q_k * B_r / B_rk:
    each round's weights then sum to B_r times an unbiased estimate of p(y), and its weighted
    draws estimate the posterior times p(y), whatever the split. Rounds are added until the
    pool's effective sample size (sum w)^2 / sum w^2 reaches ``ess_ratio * n``; n draws with
@@ -84,7 +85,10 @@ from invkit_kinematics.arm import LENGTHS, SIGMA
 ESS_RATIO = 20.0
 """Pool grown until its effective sample size is this many times the samples kept."""
 PILOT = 2048
-"""Pilot draws per chart and target (fit the proposal, estimate the charts' shares)."""
+"""Pilot draws per chart, target and stage (fit the proposal, estimate the charts' shares)."""
+PILOT_STAGES = 2
+"""Pilot stages: the second draws from the first's fit, which finds posteriors far from
+the prior (arms reaching behind the shoulder) that the first only grazes."""
 ROUND = 8192
 """Fewest main draws per target per round; rounds are sized from the ESS still missing."""
 MAX_POOL = 2**23
@@ -465,12 +469,14 @@ def _sample_chunk(y: Tensor, n: int, gen: torch.Generator, arm: _Arm, ess_ratio:
     proposals, log_z = [], []
     rows = torch.arange(m, device=dev).repeat_interleave(PILOT)
     for k in range(3):
-        pilot = _pilot_proposal(k, y1, arm)
-        b, log_q = pilot.sample(rows, gen)
-        log_f, _ = _chart(k, b, y1[rows], y2[rows], arm)
-        log_w = (torch.logsumexp(log_f, 0) - log_q).view(m, PILOT)
-        mu, chol = _fit(k, b.view(2, m, PILOT), log_w, arm)
-        proposals.append(_Proposal(DEFENSIVE, _free_sd(k, arm), mu, chol))
+        proposal = _pilot_proposal(k, y1, arm)
+        for _ in range(PILOT_STAGES):
+            b, log_q = proposal.sample(rows, gen)
+            log_f, _ = _chart(k, b, y1[rows], y2[rows], arm)
+            log_w = (torch.logsumexp(log_f, 0) - log_q).view(m, PILOT)
+            mu, chol = _fit(k, b.view(2, m, PILOT), log_w, arm)
+            proposal = _Proposal(DEFENSIVE, _free_sd(k, arm), mu, chol)
+        proposals.append(proposal)
         log_z.append(torch.logsumexp(log_w, 1))
     share = torch.softmax(torch.stack(log_z, 1), 1).nan_to_num(nan=1 / 3)
 
