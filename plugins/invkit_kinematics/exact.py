@@ -25,8 +25,9 @@ so s(x) = (h(a), x1 + v(a)).
    E[phi | y] p(y) = sum_k int db sum_{roots a_k} phi p_x1(y2 - v) p(a) |dh/da_k| / |grad h|^2.
    The factor |dh/da_k| / |grad h|^2 <= 1 / |grad h| is bounded away from the critical points
    (every segment horizontal, so y1 in {0, +-1, +-2}); the 1/|dh/da_k| fold of a single chart,
-   where segment k's solution is vertical, is gone. The critical set has measure zero on the
-   level set of any y1 with |y1| < 2, so it changes no integral.
+   where the arm from joint k to the end lies horizontal, is gone. The level set of a y1 other
+   than 0, +-1 holds no critical point, those of 0, +-1 isolated ones (measure zero: they
+   change no integral).
 3. *Roots in closed form.* In chart k, h = C(b) + R(b) cos(a_k + psi(b)), so the roots are
    a_k = -psi +- acos((y1 - C) / R) + 2 pi j (none when |(y1 - C) / R| > 1). The branches
    j differ only in a_k's prior factor (sines and cosines are 2 pi periodic), so each of the two
@@ -62,9 +63,9 @@ Targets with |y1| > 2 are out of reach (the posterior is empty): an ``InvkitErro
 (a = 0, or a1 = +-pi with a2 = a3 = 0, and x1 = y2); it is returned as such.
 
 Measured (``benchmarks/kinematics_exact.py --threads 1 --parts protocol``, one CPU thread
-pinned to one core): 1000 prior targets x 4000 samples in 57 s (quantile ABC with a pool of
-1e8: 77 s); every pool's ESS 20 to 34 times n, 0.76 effective samples per proposal at the
-median target, 0.016 at the worst. Rejection ABC's Err_post against these samples falls to
+pinned to one core): 1000 prior targets x 4000 samples in 44 s (quantile ABC with a pool of
+1e8: 64 s); every pool's ESS 20 to 34 times n, 0.76 effective samples per proposal at the
+median target, 0.19 at the worst. Rejection ABC's Err_post against these samples falls to
 the exact-vs-exact floor as its tolerance shrinks (``docs/tutorials/kinematics.md``).
 """
 
