@@ -100,8 +100,11 @@ def _reference() -> torch.Tensor:
 def _eval_config():
     from invkit.config import RunConfig, set_key
 
+    # "baseline", not "auto": the noise-free arm's auto reference is its exact sampler, and
+    # these tests are about sharing a baseline reference's pool between ranks
     cfg = RunConfig()
-    for key, value in (("seed", 1), ("eval.n_samples", 20), ("eval.reference_budget", 50_000)):
+    for key, value in (("seed", 1), ("eval.n_samples", 20), ("eval.reference_budget", 50_000),
+                       ("eval.reference", "baseline")):
         set_key(cfg, key, value)
     return cfg
 
