@@ -49,14 +49,19 @@ def _as_float32(samples: Any, what: str) -> Tensor:
     return t
 
 
-def _classifier(dim: int, seed: int) -> Any:
+def _sklearn() -> Any:
+    """scikit-learn's modules, or an error that says how to get them."""
     try:
-        from sklearn.neural_network import MLPClassifier
+        import sklearn.model_selection
+        import sklearn.neural_network
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise InvkitError(
-            "C2ST needs scikit-learn: pip install scikit-learn"
-        ) from exc
-    return MLPClassifier(
+        raise InvkitError("C2ST needs scikit-learn: pip install scikit-learn") from exc
+    return sklearn
+
+
+def _classifier(dim: int, seed: int) -> Any:
+    """sbibm's classifier: everything not named here is scikit-learn's default."""
+    return _sklearn().neural_network.MLPClassifier(
         activation="relu",
         hidden_layer_sizes=(10 * dim, 10 * dim),
         max_iter=10000,
@@ -83,8 +88,7 @@ def c2st(
     sbibm (which draws it from torch's global RNG) the noise comes from a generator seeded with
     ``seed``. ``scoring="roc_auc"`` gives sbibm's ``c2st_auc``.
     """
-    from sklearn.model_selection import KFold, cross_val_score
-
+    model_selection = _sklearn().model_selection
     a, b = _as_float32(x, "the first sample"), _as_float32(y, "the second sample")
     if a.shape[1] != b.shape[1]:
         raise InvkitError(f"C2ST: the samples have different dimensions ({a.shape[1]} and "
@@ -105,7 +109,7 @@ def c2st(
 
     data = np.concatenate((a.numpy(), b.numpy()))
     target = np.concatenate((np.zeros((a.shape[0],)), np.ones((b.shape[0],))))
-    folds = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    scores = cross_val_score(_classifier(a.shape[1], seed), data, target, cv=folds,
+    folds = model_selection.KFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    scores = model_selection.cross_val_score(_classifier(a.shape[1], seed), data, target, cv=folds,
                              scoring=scoring)
     return float(np.asarray(np.mean(scores)).astype(np.float32))
