@@ -85,9 +85,11 @@ class Gaussian:
         return eps @ self._scale_tril.to(eps.device).T
 
     def log_prob(self, theta: Tensor) -> Tensor:
-        """``(n,)`` log densities, in float64 internally (the GLM prior is ill-conditioned)."""
-        p = self.precision.to(theta.device)
-        t = theta.double()
+        """``(n,)`` log densities, in float64 internally (the GLM prior is ill-conditioned;
+        float32 on MPS, which has no float64)."""
+        wide = torch.float32 if theta.device.type == "mps" else torch.float64
+        p = self.precision.to(theta.device, wide)
+        t = theta.to(wide)
         quad = ((t @ p) * t).sum(-1)
         norm = 0.5 * self._logdet_precision - 0.5 * self.dim * math.log(2 * math.pi)
         return (norm - 0.5 * quad).to(theta.dtype)
@@ -180,9 +182,10 @@ def simulate_gaussian_linear(theta: Tensor, generator: torch.Generator) -> Tenso
 def simulate_gaussian_mixture(theta: Tensor, generator: torch.Generator) -> Tensor:
     """``x ~ 0.5 N(theta, I) + 0.5 N(theta, 0.01 I)``, one mixture index per sample (shared
     by both coordinates). The index is drawn from a float64 uniform, as sbibm's (old torch)
-    multinomial did, so its draws reproduce."""
+    multinomial did, so its draws reproduce (float32 on MPS, which has no float64)."""
     n, dev = theta.shape[0], theta.device
-    u = torch.rand((n, 1), generator=generator, device=dev, dtype=torch.float64)
+    wide = torch.float32 if dev.type == "mps" else torch.float64  # MPS has no float64
+    u = torch.rand((n, 1), generator=generator, device=dev, dtype=wide)
     scale = torch.where(u >= 0.5, 0.1, 1.0).to(theta.dtype)
     noise = torch.randn(theta.shape, generator=generator, device=dev, dtype=theta.dtype)
     return theta + scale * noise
