@@ -18,9 +18,11 @@ Inputs are cast to float32 first, as sbibm's are. Given the same float32 samples
 meant for equal sample sizes (the benchmark uses 10,000 against 10,000); with unequal sizes
 chance accuracy is not 0.5.
 
-Cost: one call trains 5 MLPs on CPU with scikit-learn; ``benchmarks/c2st_check.py`` prints
-timings. Measured with 10,000 vs 10,000 samples on one pinned core of a shared machine:
-2 to 4 s in 2-D, 37 to 50 s in 5-D, 140 to 190 s in 10-D.
+Cost: one call trains 5 MLPs on CPU with scikit-learn until their training loss stalls, so it
+depends on how hard the pair is to separate as well as on the dimension. Measured with
+``benchmarks/c2st_check.py`` (10,000 vs 10,000 samples, one pinned core of a 2-core machine
+under a load of 3 to 4): Gaussian pairs 2.6 to 3.7 s in 2-D, 37 to 70 s in 5-D, 140 to 230 s in
+10-D; two_moons reference samples against a noisy copy 2 s (noise 0.01 std) to 50 s (0.05 std).
 """
 
 from __future__ import annotations
@@ -32,9 +34,6 @@ import torch
 from torch import Tensor
 
 from invkit.errors import InvkitError
-
-SBIBM_DEFAULTS = {"seed": 1, "n_folds": 5, "z_score": True}
-"""sbibm 1.1.0's defaults, which its published C2ST figures use."""
 
 
 def _as_float32(samples: Any, what: str) -> Tensor:
@@ -110,6 +109,6 @@ def c2st(
     data = np.concatenate((a.numpy(), b.numpy()))
     target = np.concatenate((np.zeros((a.shape[0],)), np.ones((b.shape[0],))))
     folds = model_selection.KFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    scores = model_selection.cross_val_score(_classifier(a.shape[1], seed), data, target, cv=folds,
-                             scoring=scoring)
+    classifier = _classifier(a.shape[1], seed)
+    scores = model_selection.cross_val_score(classifier, data, target, cv=folds, scoring=scoring)
     return float(np.asarray(np.mean(scores)).astype(np.float32))
