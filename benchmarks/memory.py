@@ -54,7 +54,7 @@ def case_train_invkit(n: int) -> dict:
     cfg, prob = _kinematics()
     base = peak_rss_mb()
     t0 = time.perf_counter()
-    cfg.train.n_samples, cfg.train.steps, cfg.train.log_every = n, 3, 3
+    cfg.data.simulations, cfg.train.steps, cfg.train.log_every = n, 3, 3
     tr = Trainer(prob, cfg, torch.device("cpu"), progress=False)
     tr.prepare_data()
     data = peak_rss_mb()
@@ -89,7 +89,7 @@ def case_train_naive(n: int) -> dict:
     batches = iter(loader)  # the shuffling sampler holds a permutation of all n indices
     first = next(batches)
     after_data = peak_rss_mb()
-    cfg.train.n_samples = 1  # the trainer's own data are not used here
+    cfg.data.simulations = 1  # the trainer's own data are not used here
     tr = Trainer(prob, cfg, torch.device("cpu"), progress=False)
     tr.model.train()
     tr._train_step(*first, 1.0)

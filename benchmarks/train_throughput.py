@@ -260,7 +260,7 @@ def throughput(args: argparse.Namespace, dev: torch.device) -> None:
 
 
 def throughput_one(args: argparse.Namespace, dev: torch.device, preset: str) -> list[list[str]]:
-    overrides = {"train.n_samples": args.n_samples}
+    overrides = {"data.simulations": args.n_samples}
     tr = invkit_trainer(overrides, dev, preset)
     cfg = tr.cfg
     m = tr.model
@@ -370,7 +370,7 @@ def time_to_quality(args: argparse.Namespace, dev: torch.device) -> None:
     c = tr.cfg
     print(f"invkit: {c.model.n_blocks} {c.model.block} blocks, subnets {c.model.subnet_width} x "
           f"{c.model.subnet_depth}, batch {c.train.batch_size}, {c.train.steps} steps "
-          f"(cosine lr {c.train.lr:g} -> {c.train.lr_final:g}), {c.train.n_samples:.3g} samples")
+          f"(cosine lr {c.train.lr:g} -> {c.train.lr_final:g}), {c.data.simulations:.3g} samples")
     print(f"plain: notebook settings, {s.epochs} epochs x {s.iters_per_epoch} x {s.batch} "
           f"(continued up to {args.plain_max_epochs} epochs), 2^20 samples")
     print(f"target: forward accuracy >= {TARGET_ACCURACY}, mean mode TV <= {TARGET_TV}; "

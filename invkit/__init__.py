@@ -17,9 +17,11 @@ from invkit.problem import (
     BaselineResult,
     EvalContext,
     ForwardProcess,
+    Observations,
     Prior,
     Problem,
     ProblemSpec,
+    Simulations,
 )
 from invkit.registry import get_problem, get_registry
 from invkit.version import __version__
@@ -28,9 +30,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from invkit.posterior import Posterior
 
 __all__ = [
-    "Baseline", "BaselineResult", "EvalContext", "ForwardProcess", "InvkitError", "Prior",
-    "Problem", "ProblemSpec", "get_problem", "get_registry", "hookimpl", "load", "train",
-    "__version__",
+    "Baseline", "BaselineResult", "EvalContext", "ForwardProcess", "InvkitError",
+    "Observations", "Prior", "Problem", "ProblemSpec", "Simulations", "get_problem",
+    "get_registry", "hookimpl", "load", "train", "__version__",
 ]
 
 

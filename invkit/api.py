@@ -89,9 +89,9 @@ def train(problem: str, preset: str = "default", *, overrides: dict[str, Any] | 
     torch.Size([1000, 2])
     """
     cfg, prob = resolve(problem, preset, overrides, config_file, seed, device)
-    if evaluate and cfg.train.n_test < 1:
-        raise ConfigError("Evaluation needs held-out pairs, but train.n_test is 0. Set "
-                          "train.n_test to at least 1, or train only (--no-eval).")
+    if evaluate and cfg.data.n_test < 1:
+        raise ConfigError("Evaluation needs held-out pairs, but data.n_test is 0. Set "
+                          "data.n_test to at least 1, or train only (--no-eval).")
     resolve_device(cfg.device)  # a bad device is bad input: fail before writing anything
     _check_threads(threads)
     path = Path(out) if out is not None else default_run_dir(prob.name)
@@ -238,6 +238,7 @@ class _Run:
             "train_time_s": result.train_time_s, "data_time_s": result.data_time_s + data_time,
             "final_losses": result.history[-1] if result.history else {},
             "threads": torch.get_num_threads(), **extra.get("threads_report", {}),
+            **(trainer.validation.summary() if trainer.validation is not None else {}),
         }
         if shard is not None:
             if evaluate:  # rank 0 evaluates alone, but a baseline reference is shared work
@@ -363,13 +364,13 @@ def reevaluate(run_dir: str | Path, device: str = "cpu", overrides: dict[str, An
             if not full.startswith("eval."):
                 raise InvkitError(f"invkit evaluate only changes eval.* settings; {full!r} "
                                   f"would need retraining.")
-        if cfg.train.n_test < 1:
-            raise ConfigError(f"{str(run_dir)!r} was trained with train.n_test=0: there are no "
-                              f"held-out pairs to evaluate on. Retrain with train.n_test >= 1.")
+        if cfg.data.n_test < 1:
+            raise ConfigError(f"{str(run_dir)!r} was trained with data.n_test=0: there are no "
+                              f"held-out pairs to evaluate on. Retrain with data.n_test >= 1.")
         check_writable(run_dir)  # before any work: never half an evaluation
         remove_stale_temporaries(run_dir)
         # the held-out split is regenerated from the seed: the same points as at training time
-        x_test, y_test = held_out_split(posterior.problem, cfg.train.n_test, cfg.seed,
+        x_test, y_test = held_out_split(posterior.problem, cfg.data.n_test, cfg.seed,
                                         posterior.device)
         metrics = read_metrics(run_dir)
         metrics.update(evaluate_posterior(posterior, run_dir, x_test, y_test,

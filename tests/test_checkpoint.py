@@ -22,8 +22,8 @@ from invkit.cli.main import main
 from invkit.errors import CheckpointError, InvkitWarning
 
 Y = "1,0,0,0,0,0,0,0"
-TINY = ["--preset", "quick", "--quiet", "--no-eval", "--set", "train.n_samples=500",
-        "--set", "train.n_test=32", "--set", "train.batch_size=32",
+TINY = ["--preset", "quick", "--quiet", "--no-eval", "--set", "data.simulations=500",
+        "--set", "data.n_test=32", "--set", "train.batch_size=32",
         "--set", "model.subnet_width=8", "--set", "model.n_blocks=2",
         "--set", "train.steps=10", "--set", "train.log_every=5"]
 

@@ -32,7 +32,7 @@ FEW = settings(max_examples=15, deadline=None,
                                       HealthCheck.too_slow])
 KEYS = known_keys()
 SHORT = sorted({k.split(".")[-1] for k in KEYS} | {"labels", "problem.labels", "model"})
-BUDGET = [a for kv in ("train.steps=2", "train.n_samples=64", "train.n_test=8",
+BUDGET = [a for kv in ("train.steps=2", "data.simulations=64", "data.n_test=8",
                         "train.batch_size=16", "model.subnet_width=8", "model.n_blocks=2",
                         "model.subnet_depth=1", "train.compile=false", "model.dim_z=0",
                         "model.dim_total=0", "train.checkpoint_every=0", "train.log_every=1",

@@ -27,7 +27,7 @@ from invkit.device import flush_denormal_enabled
 from invkit.training.objectives import INNObjective
 
 TINY = ["--preset", "quick", "--quiet",
-        "--set", "train.n_samples=1000", "--set", "train.n_test=64",
+        "--set", "data.simulations=1000", "--set", "data.n_test=64",
         "--set", "train.batch_size=32", "--set", "model.subnet_width=16",
         "--set", "model.n_blocks=2", "--set", "train.log_every=10"]
 TINY_EVAL = ["--set", "eval.n_targets=4", "--set", "eval.n_samples=64",
@@ -353,7 +353,7 @@ def _assert_one_paragraph(err: str, *fragments: str) -> None:
     (["run", "gmm", "--seed", "-1"], ["'seed' must be between 0 and 4294967295"]),
     (["run", "gmm", "--device", "tpu"], ["Unknown device 'tpu'"]),
     (["run", "gmm", "--device", "cpu:x"], ["Unknown device 'cpu:x'"]),
-    (["run", "gmm", "--set", "train.n_test=0"], ["train.n_test is 0", "--no-eval"]),
+    (["run", "gmm", "--set", "data.n_test=0"], ["data.n_test is 0", "--no-eval"]),
     (["run", "gmm", "--preset", "quick", "--set", "nokey"], ["--set expects KEY=VALUE"]),
     (["run"], ["needs a PROBLEM"]),
     (["run", "--resume", "nowhere"], ["Cannot resume 'nowhere': it does not exist"]),
@@ -363,7 +363,7 @@ def _assert_one_paragraph(err: str, *fragments: str) -> None:
 def test_bad_input_is_one_paragraph_and_leaves_nothing(argv, fragments, tmp_path, monkeypatch,
                                                        capsys):
     monkeypatch.chdir(tmp_path)
-    no_eval = ["--no-eval"] if "train.n_test=0" not in argv else []
+    no_eval = ["--no-eval"] if "data.n_test=0" not in argv else []
     assert main([*argv, *no_eval]) == 2
     _assert_one_paragraph(capsys.readouterr().err, *fragments)
     assert not (tmp_path / "runs").exists()

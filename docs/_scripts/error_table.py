@@ -28,8 +28,8 @@ from unittest import mock
 
 PAGE = Path(__file__).resolve().parents[1] / "reference" / "errors.md"
 TINY = ["--preset", "quick", "--quiet", "--no-eval", "--threads", "1",
-        "--set", "train.n_samples=500",
-        "--set", "train.n_test=32", "--set", "train.batch_size=32",
+        "--set", "data.simulations=500",
+        "--set", "data.n_test=32", "--set", "train.batch_size=32",
         "--set", "model.subnet_width=8", "--set", "model.n_blocks=2",
         "--set", "train.steps=20", "--set", "train.log_every=5"]
 Y = "1,0,0,0,0,0,0,0"  # a valid observation of the gmm problem (one-hot colour, dim_y = 8)
@@ -343,7 +343,7 @@ def cases() -> list[Case]:
         Case("run", "unknown device", ["run", "gmm", "--device", "tpu"]),
         Case("run", "malformed device", ["run", "gmm", "--device", "cpu:x"]),
         Case("run", "evaluation without held-out pairs",
-             ["run", "gmm", "--set", "train.n_test=0"]),
+             ["run", "gmm", "--set", "data.n_test=0"]),
         Case("run", "no problem", ["run"]),
         Case("run", "unknown option (argparse)", ["run", "gmm", "--steps", "10"]),
         # -- config files ------------------------------------------------------------------

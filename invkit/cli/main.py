@@ -29,7 +29,7 @@ INTERRUPTED = {
 }
 """What Ctrl-C left behind, per command."""
 OUT_OF_MEMORY = {
-    "run": "Use a smaller train.batch_size, train.n_samples or model.subnet_width (or a device "
+    "run": "Use a smaller train.batch_size, data.simulations or model.subnet_width (or a device "
            "with more memory).",
     "sample": "Ask for fewer samples per observation (-n) or fewer observations at once.",
     "evaluate": "Use smaller eval.n_targets, eval.n_samples or eval.calibration_targets "

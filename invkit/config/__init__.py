@@ -18,6 +18,7 @@ from invkit.config.schema import (
     PRESETS,
     SECTIONS,
     TOP_LEVEL,
+    DataConfig,
     EvalConfig,
     ModelConfig,
     RunConfig,
@@ -26,7 +27,8 @@ from invkit.config.schema import (
 )
 
 __all__ = [
-    "ALIASES", "CORE_PRESETS", "PRESETS", "RENAMED", "SECTIONS", "TOP_LEVEL", "EvalConfig",
+    "ALIASES", "CORE_PRESETS", "PRESETS", "RENAMED", "SECTIONS", "TOP_LEVEL", "DataConfig",
+    "EvalConfig",
     "ModelConfig", "RunConfig", "TrainConfig", "build_config", "coerce", "config_from_dict",
     "field_specs", "known_keys", "load_toml", "parse_assignment", "resolve_key", "set_key",
 ]

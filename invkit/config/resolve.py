@@ -32,7 +32,8 @@ else:  # pragma: no cover
 
 ALIASES = {"model": "model.kind"}
 """Names that are not a key's last part but read naturally on the command line."""
-RENAMED = {"model.standardize": "model.standardise", "eval.abc_pool": "eval.reference_budget"}
+RENAMED = {"model.standardize": "model.standardise", "eval.abc_pool": "eval.reference_budget",
+           "train.n_samples": "data.simulations", "train.n_test": "data.n_test"}
 """Old key -> current key: still accepted in files, checkpoints and ``--set``."""
 RENAMED_VALUES = {"eval.reference": {"abc": "baseline"}}
 """Old values of a key -> current values."""
@@ -40,9 +41,10 @@ RENAMED_VALUES = {"eval.reference": {"abc": "baseline"}}
 # Core presets, applied before the problem's own preset overrides.
 CORE_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "train.n_samples": 20_000, "train.n_test": 2_000, "train.batch_size": 500,
+        "data.simulations": 20_000, "data.n_test": 2_000, "train.batch_size": 500,
         "train.steps": 200, "model.n_blocks": 4, "model.subnet_width": 64,
         "eval.n_targets": 8, "eval.n_samples": 200, "eval.reference_budget": 200_000,
+        "eval.c2st_observations": 2, "eval.c2st_targets": 1, "eval.c2st_samples": 1000,
     },
     "default": {},
     "paper": {},
@@ -64,8 +66,10 @@ def resolve_key(key: str, problem_options: Mapping[str, Any] | None = None) -> s
     matches = [k for k in keys if k.split(".")[-1] == key]
     if not matches and key in ALIASES:
         return ALIASES[key]
-    if not matches:
-        matches = [new for old, new in RENAMED.items() if old.split(".")[-1] == key]
+    # an old key's short name still means it: a short name that is now another key's too is
+    # ambiguous, not silently that other key (--set n_samples=... once meant the training set)
+    matches += [new for old, new in RENAMED.items()
+                if old.split(".")[-1] == key and new not in matches]
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:

@@ -65,13 +65,33 @@ class ModelConfig:
 
 
 @dataclass
+class DataConfig:
+    """Where the training pairs come from and how many: a simulation budget, simulated once
+    before training (in worker processes if asked) and cached, or a file's pairs."""
+
+    simulations: int = setting(
+        1_000_000, "the simulation budget: pairs (x, y) simulated for training, the validation "
+                   "split included (a problem from a file: its rows, at most this many)", gt=0)
+    validation: float = setting(
+        0.0, "fraction of the budget held out to measure a validation loss during training "
+             "(train.patience and train.keep_best use it); 0: none", ge=0, lt=1)
+    n_test: int = setting(10_000, "held-out pairs for evaluation, simulated on their own stream "
+                                  "(not part of the budget), never trained on", ge=0)
+    workers: int = setting(0, "worker processes that run the simulator (for slow, numpy or "
+                              "external simulators); 0: in this process", ge=0)
+    cache: str = setting("run", "where simulations are cached so a resumed run or a second "
+                                "model does not simulate again: run (the run directory), none, "
+                                "or a folder")
+    nan_policy: Literal["drop", "error"] = setting(
+        "drop", "simulations with NaN or infinite values: drop them (counted, with a warning "
+                "naming the simulator) or stop with an error")
+
+
+@dataclass
 class TrainConfig:
     """The optimiser and the losses. The INN's three losses (L_y, L_z, L_x) follow Ardizzone
     et al. with the authors' knobs; the cINN uses the optimiser settings and ``y_noise``."""
 
-    n_samples: int = setting(1_000_000, "training pairs (x, y), simulated once before "
-                                        "training and kept on the device", gt=0)
-    n_test: int = setting(10_000, "held-out pairs for evaluation, never trained on", ge=0)
     batch_size: int = setting(1600, "pairs per step, drawn at random from the training pairs",
                               gt=0)
     steps: int = setting(3000, "optimizer steps", gt=0)
@@ -125,6 +145,15 @@ class TrainConfig:
         500, "steps between checkpoints (model.pt, written atomically; also on Ctrl-C / "
              "SIGTERM and at the end); 0: only then. ``invkit run --resume RUN_DIR`` "
              "continues from the last one", ge=0)
+    validate_every: int = setting(
+        0, "steps between validation losses (needs data.validation > 0); 0: every "
+           "train.log_every steps", ge=0)
+    patience: int = setting(
+        0, "stop early after this many validation checks without a better validation loss; "
+           "0: train all train.steps", ge=0)
+    keep_best: bool = setting(
+        False, "end with the weights of the best validation loss, not the last ones (needs "
+               "data.validation > 0)")
 
 
 @dataclass
@@ -143,6 +172,17 @@ class EvalConfig:
     reference_budget: int = setting(
         10_000_000, "simulations the reference baseline may use (its budget option)", gt=0)
     plots: bool = setting(True, "draw plots/*.png")
+    c2st_observations: int = setting(
+        10, "C2ST (classifier two-sample test, as sbibm computes it) on this many of the "
+            "problem's own observations that come with reference posterior samples (a "
+            "benchmark's); 0 disables it", ge=0)
+    c2st_targets: int = setting(
+        3, "C2ST on this many held-out observations, for problems with an exact posterior and "
+           "no observations of their own (eval.n_samples samples each); 0 disables it", ge=0)
+    c2st_samples: int = setting(
+        10_000, "posterior samples per observation for C2ST against the problem's reference "
+                "samples (sbibm uses 10,000; at most as many as there are reference samples)",
+        gt=0)
     calibration_targets: int = setting(
         200, "held-out (x, y) pairs for the calibration diagnostics (SBC ranks, expected "
              "coverage); 0 disables them; fewer than 20 could not detect anything",
@@ -164,6 +204,7 @@ class RunConfig:
                            "every draw", ge=0, le=2**32 - 1)
     device: str = setting("auto", "auto (a GPU when there is one) | cpu | cuda | cuda:N | mps")
     model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -174,6 +215,7 @@ class RunConfig:
             "device": self.device,
             "problem": {"name": self.problem, **self.problem_options},
             "model": dataclasses.asdict(self.model),
+            "data": dataclasses.asdict(self.data),
             "train": dataclasses.asdict(self.train),
             "eval": dataclasses.asdict(self.eval),
         }
@@ -184,7 +226,8 @@ class RunConfig:
         path.write_text(tomli_w.dumps(self.to_dict()))
 
 
-SECTIONS: dict[str, type] = {"model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig,
+                             "eval": EvalConfig}
 TOP_LEVEL = ("preset", "seed", "device")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from invkit.errors import InvkitError, PluginHookError
+from invkit.evaluation.c2st_report import c2st_metrics
 from invkit.evaluation.diagnostics import calibration_metrics
 from invkit.evaluation.metrics import err_post, err_resim
 from invkit.evaluation.reference import reference_samples
@@ -46,8 +47,10 @@ def evaluate(ctx: EvalContext, progress: bool = True) -> dict[str, Any]:
     samples = post.sample(targets, cfg.eval.n_samples, generator=ctx.generator)
     out["eval_targets"] = n_t
     out["eval_samples_per_target"] = cfg.eval.n_samples
-    resim, _ = err_resim(samples, targets, problem.forward_process)
-    out["err_resim"] = float(resim)
+    if problem.has_simulator:  # a stochastic simulator's own noise is part of it
+        gen = torch.Generator(device=targets.device).manual_seed(cfg.seed + 6)
+        resim, _ = err_resim(samples, targets, lambda x: problem.forward_process(x, gen))
+        out["err_resim"] = float(resim)
     ref = reference_samples(problem, targets, cfg, ctx.generator, progress=progress)
     if isinstance(ref, str):
         out["err_post_skipped"] = ref
@@ -57,6 +60,7 @@ def evaluate(ctx: EvalContext, progress: bool = True) -> dict[str, Any]:
         out["err_post"] = float(post_err)
         out["err_post_reference"] = source
     out["sampling_rate_per_s"] = sampling_rate(post, targets[0])
+    out.update(c2st_metrics(ctx))
     if problem.metrics is not None:
         own = _problem_metrics(ctx)
         out.update(own)

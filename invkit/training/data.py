@@ -17,6 +17,16 @@ class Dataset:
     y_train: Tensor
     x_test: Tensor
     y_test: Tensor
+    x_val: Tensor | None = None
+    y_val: Tensor | None = None
+
+    def split_validation(self, fraction: float) -> None:
+        """Hold out the last ``fraction`` of the training pairs (at least one pair each side)."""
+        n = self.x_train.shape[0]
+        k = min(n - 1, max(1, round(fraction * n))) if fraction > 0 and n > 1 else 0
+        if k:
+            self.x_val, self.y_val = self.x_train[n - k:], self.y_train[n - k:]
+            self.x_train, self.y_train = self.x_train[:n - k], self.y_train[:n - k]
 
     def batch(self, batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """A random batch by index (with replacement): no per-sample Python, no epoch state."""

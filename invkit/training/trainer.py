@@ -28,6 +28,7 @@ from invkit.signals import StopRequest, deferred
 from invkit.training.data import Dataset, generate
 from invkit.training.losses import inverse_weight_ramp
 from invkit.training.objectives import build_objective, set_standardisation, total_loss
+from invkit.training.validation import Validation
 
 
 @dataclass
@@ -80,6 +81,8 @@ class Trainer:
         self.loss_acc = torch.zeros(len(self.loss_names), device=device)
         self.loss_acc_n = 0
         self.last_checkpoint_step: int | None = None
+        self.validation: Validation | None = None  # with data.validation > 0
+        self._pending_validation: dict[str, Any] | None = None  # resumed before the data
         self._step_fn = self._train_step
         if t.compile:
             # the network's passes only: compiling the whole step recompiled it every step
@@ -93,9 +96,23 @@ class Trainer:
     # -- data ------------------------------------------------------------------------------
     def prepare_data(self) -> float:
         t0 = time.perf_counter()
-        self.data = generate(self.problem, self.cfg.train.n_samples, self.cfg.train.n_test,
+        self.data = generate(self.problem, self.cfg.data.simulations, self.cfg.data.n_test,
                              self.cfg.seed, self.device)
+        self._init_validation()
         return time.perf_counter() - t0
+
+    def _init_validation(self) -> None:
+        assert self.data is not None
+        d, t = self.cfg.data, self.cfg.train
+        self.data.split_validation(d.validation)
+        if self.data.x_val is not None:
+            state = self.validation.state_dict() if self.validation is not None else None
+            self.validation = Validation(self.data.x_val, self.data.y_val, t.batch_size,
+                                         self.cfg.seed + 5, t.patience, t.keep_best)
+            if state is not None:
+                self.validation.load_state_dict(state)
+            elif self._pending_validation is not None:
+                self.validation.load_state_dict(self._pending_validation)
 
     def probe_step(self) -> Callable[[], None]:
         """One forward and backward pass of the real step on a throwaway copy of the model
@@ -148,8 +165,10 @@ class Trainer:
         bar = ProgressBar(f"training {self.problem.name}", t.steps, start=self.step,
                           enabled=self.progress)
         t_start = time.perf_counter() - self.train_time_s
+        every = t.validate_every or t.log_every
+        done_early = self.validation is not None and self.validation.stopped_at is not None
         with bar, self._stop_flag() as stop:
-            while self.step < t.steps:
+            while self.step < t.steps and not done_early:
                 # under torchrun the ranks agree every step, so a signal that reached one rank
                 # stops all of them at this step (none is left waiting in a collective)
                 stopping = bool(stop) if self.dist is None else self.dist.any(bool(stop))
@@ -181,17 +200,28 @@ class Trainer:
                 # log and checkpoint steps are multiples, so a resumed run keeps the cadence
                 if self.step % t.log_every == 0 or self.step == t.steps:
                     elapsed = time.perf_counter() - t_start
-                    record = self._log(acc / self.loss_acc_n, self.step - self.loss_acc_n,
-                                       elapsed)
+                    self._log(acc / self.loss_acc_n, self.step - self.loss_acc_n, elapsed)
                     acc.zero_()
                     self.loss_acc_n = 0
-                    bar.update(completed=self.step, status=f"loss {record['total']:.4g}")
+                status = ""
+                if self.validation is not None and (self.step % every == 0
+                                                    or self.step == t.steps):
+                    val, done_early = self.validation.check(distributed.unwrap(self.objective),
+                                                            self.model, self.step)
+                    if self.history and self.history[-1]["step"] == self.step:
+                        self.history[-1]["val_loss"] = val
+                    status = f" val {val:.4g}"
+                if self.history and self.history[-1]["step"] == self.step:
+                    bar.update(completed=self.step,
+                               status=f"loss {self.history[-1]['total']:.4g}{status}")
                 if t.checkpoint_every and self.step % t.checkpoint_every == 0 \
                         and self.step < t.steps:
                     self.train_time_s = time.perf_counter() - t_start
                     self._checkpoint()
         self.train_time_s = time.perf_counter() - t_start
         self._check_finite()  # the last optimizer step must not hand NaN weights to the saver
+        if self.validation is not None:
+            self.validation.restore_best(self.model)
         self.model.eval()
         return TrainResult(self.model, self.history, self.step, self.train_time_s, data_time)
 
@@ -258,6 +288,7 @@ class Trainer:
             "train_time_s": self.train_time_s,
             "loss_acc": self.loss_acc.detach().cpu().clone(),
             "loss_acc_n": self.loss_acc_n,
+            **({"validation": self.validation.state_dict()} if self.validation else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -271,4 +302,9 @@ class Trainer:
         if "loss_acc" in state:
             self.loss_acc.copy_(state["loss_acc"].to(self.loss_acc.device))
             self.loss_acc_n = int(state["loss_acc_n"])
+        if "validation" in state:  # applied once the data (and so the split) exist
+            if self.validation is not None:
+                self.validation.load_state_dict(state["validation"])
+            else:
+                self._pending_validation = state["validation"]
         self.last_checkpoint_step = self.step

@@ -21,7 +21,7 @@ PRESETS = {
     "paper": {"model.n_blocks": 8, "model.subnet_width": 512, "model.subnet_depth": 1,
               "model.dim_total": 16, "model.dim_z": 2, "train.steps": 400,
               "train.batch_size": 1600, "train.lr_final": 1e-3, "train.lambda_y": 3.0,
-              "train.y_noise": 0.1, "train.n_samples": 8 * 1600 * 50},
+              "train.y_noise": 0.1, "data.simulations": 8 * 1600 * 50},
 }
 
 

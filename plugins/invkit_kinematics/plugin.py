@@ -40,7 +40,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.lambda_recon": 1.5,
         "model.n_blocks": 4,
         "model.subnet_width": 64,
-        "train.n_samples": 20_000,
+        "data.simulations": 20_000,
         "train.batch_size": 500,
         "train.steps": 200,
     },
@@ -52,7 +52,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "train.lambda_resim": 100.0,
                 "train.lambda_x": 1000.0, "train.mmd_x_y_scale": 3.0,
                 "train.batch_size": 500, "train.lambda_y": 30.0, "train.lambda_recon": 1.5,
-                "train.n_samples": 1_000_000, "train.steps": 20_000,
+                "data.simulations": 1_000_000, "train.steps": 20_000,
                 # --set model=cinn: Err_post 0.0058, Err_resim 0.0054 on the benchmark's
                 # protocol, 472 s of training on one core (README)
                 # (L_resim and the joint L_x do not apply to it: zero, so its config says so)
@@ -66,7 +66,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         **_PUBLISHED,
         "train.lambda_y": 30.0,
         "train.lambda_recon": 1.5,
-        "train.n_samples": 1_000_000,
+        "data.simulations": 1_000_000,
         "train.steps": 30_000,
         "eval.n_targets": 1000,
         "eval.n_samples": 4000,

@@ -20,7 +20,7 @@ from invkit.errors import ConfigError, InvkitError, InvkitWarning
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = ["--preset", "quick", "--quiet", "--threads", "1",
-        "--set", "train.n_samples=500", "--set", "train.n_test=32",
+        "--set", "data.simulations=500", "--set", "data.n_test=32",
         "--set", "train.batch_size=32", "--set", "model.subnet_width=8",
         "--set", "model.n_blocks=2", "--set", "train.steps=20", "--set", "train.log_every=5"]
 Y = "1,0,0,0,0,0,0,0"

@@ -12,7 +12,7 @@ from invkit.cli.main import main
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "gmm-run"
     code = main(["run", "gmm", "--preset", "quick", "--out", str(out), "--quiet",
-                 "--set", "train.steps=60", "--set", "train.n_samples=5000"])
+                 "--set", "train.steps=60", "--set", "data.simulations=5000"])
     assert code == 0
     return out
 

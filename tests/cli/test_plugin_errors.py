@@ -16,8 +16,8 @@ from invkit.registry import FailedPlugin, Registry
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = ["--preset", "quick", "--quiet", "--set", "train.n_samples=500",
-        "--set", "train.n_test=32", "--set", "train.batch_size=32",
+TINY = ["--preset", "quick", "--quiet", "--set", "data.simulations=500",
+        "--set", "data.n_test=32", "--set", "train.batch_size=32",
         "--set", "model.subnet_width=8", "--set", "model.n_blocks=2",
         "--set", "train.steps=20", "--set", "eval.n_targets=4", "--set", "eval.n_samples=32",
         "--set", "eval.reference=none", "--set", "eval.calibration_targets=0"]
@@ -111,9 +111,11 @@ def test_sample_when_the_installed_plugin_failed_to_load(registry, tmp_path, cap
     assert "pip install" not in err and "not installed" not in err
 
 
-def test_core_runs_without_the_reference_baseline(tmp_path):
-    """Only the kinematics plugin loaded: the run trains and evaluates, and says it skipped
-    Err_post because the reference baseline (eval.reference_baseline=abc) is missing."""
+@pytest.mark.parametrize("reference", ["auto", "baseline"])
+def test_core_runs_without_the_reference_baseline(tmp_path, reference):
+    """Only the kinematics plugin loaded: the run trains and evaluates. By default the arm is
+    scored against its exact posterior; asked for the baseline reference, it says it skipped
+    Err_post because that baseline (eval.reference_baseline=abc) is not installed."""
     import json
     import os
     import subprocess
@@ -123,10 +125,15 @@ def test_core_runs_without_the_reference_baseline(tmp_path):
     env = {**os.environ, "INVKIT_PLUGINS": "kinematics", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "invkit", "run", "kinematics", "--preset", "quick", "--quiet",
            "--set", "train.steps=20", "--set", "eval.plots=false",
-           "--set", "eval.calibration_targets=20", "--out", str(out)]
+           "--set", "eval.calibration_targets=20", "--set", f"eval.reference={reference}",
+           "--out", str(out)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert "err_post" not in metrics and "err_resim" in metrics
-    assert "reference baseline 'abc' (eval.reference_baseline) is not installed" \
-        in metrics["err_post_skipped"]
+    assert "err_resim" in metrics
+    if reference == "auto":
+        assert metrics["err_post_reference"] == "exact"
+    else:
+        assert "err_post" not in metrics
+        assert "reference baseline 'abc' (eval.reference_baseline) is not installed" \
+            in metrics["err_post_skipped"]

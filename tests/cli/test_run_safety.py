@@ -22,7 +22,7 @@ from invkit.lock import RunLock
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = ["--preset", "quick", "--quiet", "--threads", "1",
-        "--set", "train.n_samples=500", "--set", "train.n_test=32",
+        "--set", "data.simulations=500", "--set", "data.n_test=32",
         "--set", "train.batch_size=32", "--set", "model.subnet_width=8",
         "--set", "model.n_blocks=2", "--set", "train.steps=20", "--set", "train.log_every=5"]
 EVAL = ["--set", "eval.n_targets=4", "--set", "eval.n_samples=32",

@@ -26,7 +26,7 @@ def _script():
 def run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("kin") / "run"
     assert invkit_main(["run", "kinematics", "--preset", "quick", "--quiet", "--no-eval",
-                        "--set", "train.steps=20", "--set", "train.n_samples=2000",
+                        "--set", "train.steps=20", "--set", "data.simulations=2000",
                         "--out", str(out)]) == 0
     return out
 

@@ -167,8 +167,8 @@ def trained_lg():
     problem = linear_gaussian()
     cfg = RunConfig(problem="lingauss")
     for k, v in {"model.kind": "cinn", "model.n_blocks": 4, "model.subnet_width": 64,
-                 "train.steps": 500, "train.batch_size": 500, "train.n_samples": 20_000,
-                 "train.n_test": 0, "train.lr": 2e-3, "train.y_noise": 0.0,
+                 "train.steps": 500, "train.batch_size": 500, "data.simulations": 20_000,
+                 "data.n_test": 0, "train.lr": 2e-3, "train.y_noise": 0.0,
                  "train.log_every": 100}.items():
         set_key(cfg, k, v)
     before = torch.get_num_threads()
@@ -244,7 +244,7 @@ def test_cli_run_gmm_quick_cinn_end_to_end(tmp_path, _denormals_restored):
 
     out = tmp_path / "gmm-cinn"
     code = main(["run", "gmm", "--preset", "quick", "--set", "model=cinn", "--out", str(out),
-                 "--quiet", "--set", "train.steps=150", "--set", "train.n_samples=5000",
+                 "--quiet", "--set", "train.steps=150", "--set", "data.simulations=5000",
                  "--set", "calibration_targets=100"])
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -272,7 +272,7 @@ def test_cli_run_gmm_quick_cinn_end_to_end(tmp_path, _denormals_restored):
 
 
 # -- data-parallel training: 2 gloo ranks compute what one process computes ------------------
-TINY_DDP = {"model.kind": "cinn", "train.n_samples": 4096, "train.n_test": 16,
+TINY_DDP = {"model.kind": "cinn", "data.simulations": 4096, "data.n_test": 16,
             "train.batch_size": 128, "train.steps": 8, "train.log_every": 2,
             "model.n_blocks": 2, "model.subnet_width": 32}
 

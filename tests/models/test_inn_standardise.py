@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from invkit.cli.main import main
-from invkit.config import ModelConfig, RunConfig, TrainConfig
+from invkit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from invkit.loading import load_run
 from invkit.models.inn import PaddedINN
 from invkit.models.kinds import build_model
@@ -108,7 +108,8 @@ def _offset_problem() -> Problem:
 def _offset_cfg(steps: int) -> RunConfig:
     cfg = RunConfig(problem="offset")
     cfg.model = ModelConfig(n_blocks=3, subnet_width=32, dim_total=4, standardise=True)
-    cfg.train = TrainConfig(n_samples=4000, n_test=10, batch_size=200, steps=steps,
+    cfg.data = DataConfig(simulations=4000, n_test=10)
+    cfg.train = TrainConfig(batch_size=200, steps=steps,
                             y_noise=0.02, pad_noise=0.0, lambda_y=30.0, log_every=50,
                             checkpoint_every=0)
     return cfg
@@ -149,7 +150,7 @@ def test_trainer_state_round_trip_keeps_the_statistics():
 def test_run_directory_round_trip(tmp_path):
     out = tmp_path / "run"
     args = ["run", "kinematics", "--preset", "quick", "--quiet", "--no-eval",
-            "--set", "train.n_samples=500", "--set", "train.n_test=32",
+            "--set", "data.simulations=500", "--set", "data.n_test=32",
             "--set", "train.batch_size=32", "--set", "model.subnet_width=8",
             "--set", "model.n_blocks=2", "--set", "train.steps=6",
             "--set", "model.standardise=true", "--out", str(out)]

@@ -29,7 +29,7 @@ LOSSES = ("total", "l_y", "l_z", "l_x", "l_recon")
 WIDTHS = [0.05, 0.2, 0.9]
 # a tiny gmm run: 2 ranks x 64 rows; several log records so the curve is compared, not a point
 TINY = {
-    "train.n_samples": 4096, "train.n_test": 16, "train.batch_size": 128, "train.steps": 12,
+    "data.simulations": 4096, "data.n_test": 16, "train.batch_size": 128, "train.steps": 12,
     "train.log_every": 2, "model.n_blocks": 2, "model.subnet_width": 32,
 }
 

@@ -29,9 +29,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # on top of invkit's own quick preset (20k samples, 4 blocks of width 64, 200 steps)
     "quick": {"train.steps": 300, "train.batch_size": 256, "train.y_noise": 0.01,
               "train.pad_noise": 0.01},
-    "default": {"train.n_samples": 200_000, "train.steps": 2000, "train.y_noise": 0.01,
+    "default": {"data.simulations": 200_000, "train.steps": 2000, "train.y_noise": 0.01,
                 "train.pad_noise": 0.01, "model.n_blocks": 6, "model.subnet_width": 128},
-    "paper": {"train.n_samples": 1_000_000, "train.steps": 10_000, "train.y_noise": 0.01,
+    "paper": {"data.simulations": 1_000_000, "train.steps": 10_000, "train.y_noise": 0.01,
               "train.pad_noise": 0.01},
 }
 
