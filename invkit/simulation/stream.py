@@ -153,7 +153,8 @@ def simulate(problem: Problem, n: int | None, seed: int, *, workers: int = 0,
                     bar.update(advance=rows,
                                status=_status(workers, pool.in_process, from_cache))
         except InvkitError as exc:
-            raise InvkitError(join_sentences(exc, _kept(store))) from exc
+            # the simulator's own exception stays the cause; the message gains what is kept
+            raise InvkitError(join_sentences(exc, _kept(store))) from exc.__cause__
 
     x_ok, y_ok, dropped = policy.apply(x_all, y_all, nan_policy, f"the {source}")
     return SimulationResult(

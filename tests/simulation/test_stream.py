@@ -162,3 +162,12 @@ def test_batched_torch_processes_run_on_the_device_and_per_sample_ones_on_the_cp
     cpu = simulate(make_problem("numpy_per_sample"), 40, seed=0)
     cuda = simulate(make_problem("numpy_per_sample"), 40, seed=0, device="cuda", workers=2)
     assert cuda.x.device.type == "cuda" and torch.equal(cpu.x, cuda.x.cpu())
+
+
+def test_the_progress_bar_counts_simulations_from_the_cache_on(tmp_path, capsys):
+    problem = make_problem("numpy_per_sample")
+    simulate(problem, 40, seed=0, block_size=BS, cache=tmp_path)
+    result = simulate(problem, 80, seed=0, block_size=BS, cache=tmp_path, progress=True,
+                      workers=2)
+    assert (result.from_cache, result.simulated) == (32, 48)
+    assert "sims" in capsys.readouterr().err
