@@ -35,9 +35,14 @@ def _modules() -> dict[str, Path]:
 
 def _imports(path: Path, known: set[str]) -> set[str]:
     """The invkit modules a file imports (``from invkit import x`` counts as importing the
-    package's face unless x is a submodule)."""
+    package's face unless x is a submodule). Imports under ``if TYPE_CHECKING:`` are for
+    annotations only and never run, so they are no edge."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            node.body = []
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.split(".")[0] == "invkit"}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
