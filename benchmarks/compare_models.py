@@ -141,7 +141,7 @@ def run_abc(problem: str, spec: dict[str, Any], seed: int) -> dict[str, Any]:
     t_start = time.perf_counter()
     cfg, prob = resolve(problem, spec["preset"], dict(spec["common"]), seed=seed)
     dev = torch.device("cpu")
-    x_test, y_test = held_out_split(prob, cfg.data.n_test, cfg.seed, dev)  # the runs' split
+    x_test, y_test = held_out_split(prob, cfg.data, cfg.seed, dev)  # the runs' split
     n_t = min(cfg.eval.n_targets, x_test.shape[0])
     n = cfg.eval.n_samples
     targets = y_test[:n_t]

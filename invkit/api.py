@@ -36,6 +36,7 @@ from invkit.rundir import (
     METRICS,
     MODEL,
     PLOTS,
+    SIMULATIONS,
     check_writable,
     create_run_dir,
     default_run_dir,
@@ -44,7 +45,15 @@ from invkit.rundir import (
     write_json,
 )
 from invkit.signals import deferred
+from invkit.simulation.file_problem import FILE_PROBLEM_SPEC
 from invkit.training.trainer import Trainer
+
+
+TRAINING_KEYS = ("problem", "problem_options", "preset", "seed", "device", "steps",
+                 "train_time_s", "data_time_s", "final_losses", "threads",
+                 "threads_step_time_s", "val_loss_best", "val_best_step", "stopped_early_step",
+                 "simulations")
+"""What metrics.json records of training (an evaluation replaces everything else)."""
 
 
 @dataclass
@@ -66,6 +75,10 @@ def resolve(problem: str, preset: str = "default", overrides: dict[str, Any] | l
     if toml and "preset" in toml and preset == "default":
         preset = str(toml["preset"])
     cfg = build_config(problem, spec.options, spec.presets, preset, toml, pairs, seed, device)
+    if spec is FILE_PROBLEM_SPEC and cfg.problem_options.get("path"):
+        # the run must find its file again from anywhere (invkit evaluate RUN_DIR elsewhere)
+        cfg.problem_options["path"] = str(Path(cfg.problem_options["path"]).expanduser()
+                                          .resolve())
     return cfg, registry.build_problem(problem, cfg.problem_options)
 
 
@@ -204,7 +217,7 @@ class _Run:
             trainer = Trainer(prob, cfg, dev, progress=progress, on_checkpoint=save, stop=stop)
             if self.state is not None:
                 _load_state(trainer, self.state, run_dir)
-            data_time = trainer.prepare_data() if trainer.data is None else 0.0
+            data_time = trainer.prepare_data(_cache(cfg, run_dir) if main else None)
             assert trainer.data is not None
             extra.update(self._choose_threads(trainer, shard is not None))
             extra["data"] = _data_summary(trainer.data.y_train)
@@ -239,6 +252,8 @@ class _Run:
             "final_losses": result.history[-1] if result.history else {},
             "threads": torch.get_num_threads(), **extra.get("threads_report", {}),
             **(trainer.validation.summary() if trainer.validation is not None else {}),
+            "simulations": {"budget": cfg.data.simulations, **trainer.data.simulations,
+                            "train": int(trainer.data.x_train.shape[0])},
         }
         if shard is not None:
             if evaluate:  # rank 0 evaluates alone, but a baseline reference is shared work
@@ -266,6 +281,15 @@ class _Run:
         n, report = threads.choose(trainer.probe_step())
         torch.set_num_threads(n)
         return {"threads": n, "threads_report": report}
+
+
+def _cache(cfg: RunConfig, run_dir: Path) -> Path | None:
+    """Where this run's simulations are cached (``data.cache``): its own directory, none, or
+    a folder the user names (shared between runs)."""
+    where = cfg.data.cache.strip()
+    if where == "none":
+        return None
+    return run_dir / SIMULATIONS if where in ("", "run") else Path(where).expanduser()
 
 
 def _q(path: Path) -> str:
@@ -370,9 +394,10 @@ def reevaluate(run_dir: str | Path, device: str = "cpu", overrides: dict[str, An
         check_writable(run_dir)  # before any work: never half an evaluation
         remove_stale_temporaries(run_dir)
         # the held-out split is regenerated from the seed: the same points as at training time
-        x_test, y_test = held_out_split(posterior.problem, cfg.data.n_test, cfg.seed,
-                                        posterior.device)
-        metrics = read_metrics(run_dir)
+        x_test, y_test = held_out_split(posterior.problem, cfg.data, cfg.seed,
+                                        posterior.device, _cache(cfg, run_dir))
+        # the training figures stay; every evaluation figure is replaced (none left stale)
+        metrics = {k: v for k, v in read_metrics(run_dir).items() if k in TRAINING_KEYS}
         metrics.update(evaluate_posterior(posterior, run_dir, x_test, y_test,
                                           ckpt["state"].get("history"), progress))
         write_json(run_dir / METRICS, metrics)

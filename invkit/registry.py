@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any
@@ -23,7 +23,9 @@ from invkit.config import coerce
 from invkit.errors import InvkitError, PluginError, join_sentences, sentence, suggest
 from invkit.plugin_hints import hook_hint, undecorated_hooks, undecorated_message
 from invkit.problem import Baseline, ForwardProcess, Prior, Problem, ProblemSpec
+from invkit.simulation.file_problem import FILE_PROBLEM_SPEC
 from invkit.validation import check_problem, check_process_kind
+from invkit.version import __version__
 
 ENTRY_POINT_GROUP = "invkit"
 KINDS = ("prior", "forward process", "problem", "baseline")
@@ -354,6 +356,15 @@ def _new_manager() -> pluggy.PluginManager:
     return pm
 
 
+class _BuiltIn:
+    """What the core itself provides: the problem ``file`` (pairs from a file of simulations,
+    no plugin to write; :mod:`invkit.simulation.file_problem`)."""
+
+    @hookspecs.hookimpl
+    def invkit_register_problems(self, register: Callable[[ProblemSpec], None]) -> None:
+        register(FILE_PROBLEM_SPEC)
+
+
 _DEFAULT: Registry | None = None
 
 
@@ -362,9 +373,8 @@ def get_registry(reload: bool = False) -> Registry:
     global _DEFAULT
     if _DEFAULT is None or reload:
         reg = Registry()
-        if os.environ.get("INVKIT_DISABLE_PLUGIN_AUTOLOAD", "").strip() not in ("", "0"):
-            pass
-        else:
+        reg.add_plugin(_BuiltIn(), name="builtin", distribution="invkit", version=__version__)
+        if os.environ.get("INVKIT_DISABLE_PLUGIN_AUTOLOAD", "").strip() in ("", "0"):
             only_env = os.environ.get("INVKIT_PLUGINS", "").strip()
             only = {s.strip() for s in only_env.split(",") if s.strip()} if only_env else None
             reg.load_entry_points(only)

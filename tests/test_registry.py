@@ -25,7 +25,7 @@ def test_only_named_plugins(monkeypatch):
     monkeypatch.setenv("INVKIT_PLUGINS", "gmm")
     reg = get_registry(reload=True)
     try:
-        assert reg.names("problem") == ["gmm"]
+        assert reg.names("problem") == ["file", "gmm"]  # the core's own file problem stays
     finally:
         monkeypatch.delenv("INVKIT_PLUGINS")
         get_registry(reload=True)
@@ -34,7 +34,7 @@ def test_only_named_plugins(monkeypatch):
 def test_autoload_can_be_disabled(monkeypatch):
     monkeypatch.setenv("INVKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
     try:
-        assert get_registry(reload=True).names("problem") == []
+        assert get_registry(reload=True).names("problem") == ["file"]  # built in, no plugin
     finally:
         monkeypatch.delenv("INVKIT_DISABLE_PLUGIN_AUTOLOAD")
         get_registry(reload=True)

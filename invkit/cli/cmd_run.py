@@ -13,7 +13,9 @@ from invkit.errors import InvkitError
 
 def add_run(sub: Any) -> None:
     p = sub.add_parser("run", help="train, evaluate and plot a posterior for a problem")
-    p.add_argument("problem", nargs="?", help="a registered problem (see 'invkit list')")
+    p.add_argument("problem", nargs="?",
+                   help="a registered problem (see 'invkit list'), or a file of simulations "
+                        "(.npz, .npy, .csv: the problem 'file' with path=FILE)")
     p.add_argument("--preset", choices=PRESETS, default=None,
                    help="quick (seconds), default (minutes on a laptop), paper (the authors')")
     p.add_argument("--out", type=Path, help="run directory (default runs/PROBLEM/TIMESTAMP)")
@@ -49,8 +51,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.problem:
             raise InvkitError("invkit run needs a PROBLEM (see 'invkit list'), or --resume "
                               "RUN_DIR.")
-        result = api.train(args.problem, args.preset or "default",
-                           overrides=overrides(args.overrides), config_file=args.config,
+        problem, pairs = _problem_or_file(args.problem, overrides(args.overrides))
+        result = api.train(problem, args.preset or "default",
+                           overrides=pairs, config_file=args.config,
                            seed=args.seed, device=args.device, out=args.out, force=args.force,
                            progress=progress, evaluate=not args.no_eval,
                            threads=args.threads)
@@ -59,3 +62,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if is_main():  # under torchrun, one summary (rank 0's)
         print_summary(result.metrics, result.run_dir)
     return 0
+
+
+FILE_SUFFIXES = (".npz", ".npy", ".csv")
+
+
+def _problem_or_file(name: str, pairs: list[tuple[str, str]]
+                     ) -> tuple[str, list[tuple[str, str]]]:
+    """``invkit run sims.npz`` is ``invkit run file --set path=sims.npz`` (a registered
+    problem of the same name wins)."""
+    from invkit.registry import get_registry
+
+    if Path(name).suffix.lower() in FILE_SUFFIXES and not get_registry().has("problem", name):
+        return "file", [("problem.path", name), *pairs]
+    return name, pairs

@@ -256,9 +256,9 @@ def calibration_metrics(ctx: Any, n_targets: int | None = None,
     )
     y_noise = float(getattr(getattr(cfg, "train", None), "y_noise", 0.0) or 0.0)
     problem = ctx.problem
-    forward = getattr(problem, "forward", None)
-    noiseless = float(getattr(problem, "noise_std", 0.0) or 0.0) == 0.0 and not bool(
-        getattr(forward, "stochastic", False))
+    forward = getattr(problem, "forward", None)  # None: pairs from a file, noise unknown
+    noiseless = forward is not None and float(getattr(problem, "noise_std", 0.0) or 0.0) == 0 \
+        and not bool(getattr(forward, "stochastic", False))
     if y_noise > 0 and noiseless:
         out["calibration_note"] = (
             f"noiseless simulator, model trained on y + N(0, {y_noise:g}^2): it learnt the "

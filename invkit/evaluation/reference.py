@@ -61,6 +61,10 @@ def choose_reference(problem: Problem, cfg: RunConfig) -> Choice:
     if mode == "exact":
         raise InvkitError(f"eval.reference=exact, but problem {problem.name!r} has no exact "
                           f"posterior. Use eval.reference=baseline or auto.")
+    if not problem.has_simulator:
+        return Choice(None, f"problem {problem.name!r} has no simulator (its pairs come from a "
+                            f"file), so no reference posterior can be computed; the "
+                            f"calibration diagnostics on held-out pairs still test it")
     name = cfg.eval.reference_baseline
     registry = get_registry()
     if name not in registry.entries["baseline"]:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -94,10 +95,11 @@ class Trainer:
             compile_network()
 
     # -- data ------------------------------------------------------------------------------
-    def prepare_data(self) -> float:
+    def prepare_data(self, cache: Path | None = None) -> float:
+        """Simulate (or read from ``cache``, or a file) the run's pairs; seconds it took."""
         t0 = time.perf_counter()
-        self.data = generate(self.problem, self.cfg.data.simulations, self.cfg.data.n_test,
-                             self.cfg.seed, self.device)
+        self.data = generate(self.problem, self.cfg.data, self.cfg.seed, self.device,
+                             cache=cache, progress=self.progress)
         self._init_validation()
         return time.perf_counter() - t0
 
