@@ -48,7 +48,6 @@ from invkit.signals import deferred
 from invkit.simulation.file_problem import FILE_PROBLEM_SPEC
 from invkit.training.trainer import Trainer
 
-
 TRAINING_KEYS = ("problem", "problem_options", "preset", "seed", "device", "steps",
                  "train_time_s", "data_time_s", "final_losses", "threads",
                  "threads_step_time_s", "val_loss_best", "val_best_step", "stopped_early_step",
