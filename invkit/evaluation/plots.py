@@ -32,25 +32,20 @@ def plot_losses(history: list[dict[str, float]], path: Path) -> Path:
 
 
 def plot_posterior_pairs(ctx: Any, path: Path, n_targets: int = 3, n: int = 2000) -> Path:
-    """Pairwise scatter of posterior samples for a few held-out targets, true x marked."""
+    """Corner plots of posterior samples for a few held-out targets side by side, the true x
+    marked, axes named by the problem (:mod:`invkit.evaluation.pairplot`)."""
+    from invkit.evaluation.pairplot import draw_pairplot, new_figure, panel_inches, save_figure
+
     d = ctx.problem.dim_x
     y = ctx.y_test[:n_targets]
-    x_true = ctx.x_test[:n_targets].cpu()
+    k = int(y.shape[0])
+    x_true = ctx.x_test[:k].cpu()
     samples = ctx.posterior.sample(y, n, generator=ctx.generator).cpu()
-    pairs = [(i, j) for i in range(d) for j in range(i + 1, d)] or [(0, 0)]
-    fig, axes = plt.subplots(n_targets, len(pairs), figsize=(3 * len(pairs), 3 * n_targets),
-                             squeeze=False, constrained_layout=True)
-    for t in range(n_targets):
-        for k, (i, j) in enumerate(pairs):
-            ax = axes[t][k]
-            if i == j:
-                ax.hist(samples[t, :, i], bins=50)
-                ax.axvline(x_true[t, i], color="r")
-            else:
-                ax.scatter(samples[t, :, i], samples[t, :, j], s=1, alpha=0.3)
-                ax.scatter(x_true[t, i], x_true[t, j], color="r", marker="x")
-                ax.set_xlabel(f"x{i + 1}")
-                ax.set_ylabel(f"x{j + 1}")
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    side = panel_inches(d, columns=k)
+    fig = new_figure(figsize=(k * (side * d + 0.8), side * d + 1.2))
+    for t, sub in enumerate(fig.subfigures(1, k, squeeze=False)[0]):
+        draw_pairplot(sub, samples[t], ctx.problem.x_names, truth=x_true[t].tolist(),
+                      title=f"held-out target {t}")
+        sub.subplots_adjust(left=0.7 / (side * d + 0.8), bottom=0.6 / (side * d + 1.2),
+                            right=0.97, top=1 - 0.5 / (side * d + 1.2))
+    return save_figure(fig, path, dpi=90)
