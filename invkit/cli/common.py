@@ -4,7 +4,6 @@ and the summary table of a run's metrics."""
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from rich.console import Console
 
 from invkit.config import parse_assignment
 from invkit.errors import InvkitError
+from invkit.observation_files import NUMBER
 
 
 def console() -> Console:
@@ -72,8 +72,7 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-_FIELD = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)",
-                    re.IGNORECASE)
+_FIELD = NUMBER  # one definition of a plain number, for --y and for --y-file
 
 
 def parse_observation(text: str, option: str = "--y") -> list[float]:
