@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from torch import Tensor, nn
 
 from invkit.errors import InvkitError, InvkitWarning
 from invkit.problem import Problem
+from invkit.summary import QUANTILES, PosteriorSummary, check_quantiles, summarise
 
 MEMORY_FRACTION = 0.8
 """A result may take at most this share of the memory available when it is requested."""
@@ -174,6 +176,19 @@ class Posterior:
             x = x[0]
             lp = lp[0] if lp is not None else None
         return x, lp
+
+    def summary(self, y: Any, n: int = 1000, *,
+                quantiles: Sequence[float] = QUANTILES, seed: int | None = None,
+                generator: torch.Generator | None = None) -> PosteriorSummary:
+        """Mean, std and quantiles of ``n`` posterior samples per observation, by the
+        problem's parameter and observation names: what one reports, without handling
+        ``(m, n, dim_x)`` arrays. y of shape ``(dim_y,)`` or ``(m, dim_y)``; the result has
+        one entry per observation either way (``to_rows()``, ``to_json()``, ``write(path)``).
+        """
+        levels = check_quantiles(quantiles)
+        yt, _ = as_observations(y, self.dim_y, self.device)
+        x = self.sample(yt, n, seed=seed, generator=generator)
+        return summarise(x, yt, self.problem.x_names, self.problem.y_names, levels)
 
     def _rows_per_pass(self, chunk: int | None) -> int:
         """Samples per network pass. On CPU about 2^20 activations of the widest layer, so each
