@@ -4,7 +4,7 @@ The figure a scientist looks at first (as sbi's ``pairplot`` or corner.py draw i
 parameter a histogram of its samples, for each pair a 2-D histogram, labelled with the
 problem's parameter names, with optional reference points (the true parameters). Drawn with
 matplotlib's object API (no pyplot state, safe in threads and notebooks) and written
-atomically, so a figure on disk is always whole.
+atomically, so a figure on disk is always whole. For example::
 
     pairplot(samples, ["mass", "radius"], "posterior.png", title="y = 1.2, 0.4")
 """
@@ -144,8 +144,8 @@ def pairplot(samples: Any, names: Sequence[str] | None = None,
     a = _as_array(samples)
     side = panel_inches(a.shape[1])
     width = side * a.shape[1] + 0.8
-    head = 0.2 + (0.2 * title_lines(title, new_figure(figsize=(width, 1))).count("\n") + 0.35
-                  if title else 0.0)
+    lines = title_lines(title, new_figure(figsize=(width, 1))).count("\n") + 1 if title else 0
+    head = 0.15 + 0.17 * lines  # inches above the panels: room for the title
     height = side * a.shape[1] + 0.6 + head
     fig = new_figure(figsize=(width, height))
     draw_pairplot(fig, a, names, truth=truth, title=title, bins=bins, limits=limits)
