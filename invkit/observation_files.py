@@ -221,7 +221,7 @@ def _read_csv(p: Path, names: list[str]) -> ObservationFile:
     values = np.empty((len(data), len(names)), dtype=np.float64)
     for i, (line, cells) in enumerate(data):
         if len(cells) != len(names):
-            raise InvkitError(_width_message(p, line, cells, names, header))
+            raise InvkitError(_width_message(p, line, cells, names))
         for j, cell in enumerate(cells):
             c = cell.strip()
             if not NUMBER.fullmatch(c):
@@ -236,15 +236,12 @@ def _read_csv(p: Path, names: list[str]) -> ObservationFile:
     return ObservationFile(p, values, lines, header)
 
 
-def _width_message(p: Path, line: int, cells: list[str], names: list[str], header: bool) -> str:
+def _width_message(p: Path, line: int, cells: list[str], names: list[str]) -> str:
     n = len(cells)
     hint = ""
     if n == len(names) + 1 and not cells[-1].strip():
         hint = " (the last cell is empty: a comma at the end of the line?)"
     elif n == 1 and re.search(r"[;\t ]", cells[0].strip()):
         hint = " (cells are separated by commas, not semicolons, tabs or spaces)"
-    source = "the header" if header else "this problem"
-    return (f"{str(p)!r}, line {line}: {n} value(s){hint}, but {source} has "
-            f"{len(names)} column(s): observations have {_expected(names)}. Give one value per "
-            f"observation name on every row.")
-
+    return (f"{str(p)!r}, line {line}: {n} value(s){hint}; this problem's observations have "
+            f"{_expected(names)}. Give one value per observation on every row.")

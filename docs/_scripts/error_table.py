@@ -229,6 +229,24 @@ def write(name: str, text: str) -> Callable[[], None]:
     return lambda: Path(name).write_text(text)
 
 
+def save_array(name: str, shape: tuple[int, int], bad: bool = False) -> Callable[[], None]:
+    """An .npy of zeros of ``shape`` (one value infinite when ``bad``), or an .npz holding it
+    twice (as ``a`` and ``b``)."""
+
+    def prepare() -> None:
+        import numpy as np
+
+        a = np.zeros(shape)
+        if bad:
+            a[2, 1] = np.inf
+        if name.endswith(".npz"):
+            np.savez(name, a=a, b=a)
+        else:
+            np.save(name, a)
+
+    return prepare
+
+
 def corrupt(edit: Callable[[dict], None] | None = None, raw: bytes | None = None,
             torch_obj: object = None, sync: bool = False) -> Callable[[], None]:
     """A fresh copy of the tiny run in ``bad/`` whose model.pt is damaged in one way;
@@ -460,6 +478,49 @@ def cases() -> list[Case]:
         Case("sample", "--out in a missing folder",
              ["sample", "run", "--y", Y, "--out", "no/such/s.npy"]),
         Case("sample", "not a run directory", ["sample", "nowhere", "--y", Y]),
+        Case("sample", "no observations", ["sample", "run"]),
+        # -- invkit sample --y-file, --summary, --plot -------------------------------------
+        Case("y-file", "a missing file", ["sample", "run", "--y-file", "obs.csv"]),
+        Case("y-file", "a format it does not read", ["sample", "run", "--y-file", "obs.txt"],
+             prepare=write("obs.txt", Y + "\n")),
+        Case("y-file", "rows of the wrong width", ["sample", "run", "--y-file", "wide.csv"],
+             prepare=write("wide.csv", "1,0,0\n0,1,0\n")),
+        Case("y-file", "a header naming unknown observations",
+             ["sample", "run", "--y-file", "named.csv"],
+             prepare=write("named.csv", "y1,y2,y3,y4,y5,y6,y7,y_8\n" + Y + "\n")),
+        Case("y-file", "a header without every observation",
+             ["sample", "run", "--y-file", "short.csv"],
+             prepare=write("short.csv", "y1,y2,y3,y4,y5,y6,y7\n1,0,0,0,0,0,0\n")),
+        Case("y-file", "a cell that is not a number", ["sample", "run", "--y-file", "text.csv"],
+             prepare=write("text.csv", Y + "\n0,1,0,0,zero,0,0,0\n")),
+        Case("y-file", "an empty cell", ["sample", "run", "--y-file", "gap.csv"],
+             prepare=write("gap.csv", "1,0,0,,0,0,0,0\n")),
+        Case("y-file", "cells separated by semicolons", ["sample", "run", "--y-file", "semi.csv"],
+             prepare=write("semi.csv", Y.replace(",", ";") + "\n")),
+        Case("y-file", "a NaN in a row", ["sample", "run", "--y-file", "nan.csv"],
+             prepare=write("nan.csv", Y + "\n" + Y + "\n0,nan,0,0,0,0,0,0\n")),
+        Case("y-file", "an empty file", ["sample", "run", "--y-file", "empty.csv"],
+             prepare=write("empty.csv", "")),
+        Case("y-file", "a header and no observations",
+             ["sample", "run", "--y-file", "header.csv"],
+             prepare=write("header.csv", "y1,y2,y3,y4,y5,y6,y7,y8\n")),
+        Case("y-file", "an array of the wrong width", ["sample", "run", "--y-file", "wide.npy"],
+             prepare=save_array("wide.npy", (5, 3))),
+        Case("y-file", "an infinite value in an array", ["sample", "run", "--y-file",
+                                                          "inf.npy"],
+             prepare=save_array("inf.npy", (4, 8), bad=True)),
+        Case("y-file", "an .npz with several arrays", ["sample", "run", "--y-file", "two.npz"],
+             prepare=save_array("two.npz", (2, 8))),
+        Case("y-file", "--summary of an unknown format",
+             ["sample", "run", "--y", Y, "--summary", "summary.txt"]),
+        Case("y-file", "--summary exists", ["sample", "run", "--y", Y, "--summary", "s.json"],
+             prepare=write("s.json", "keep")),
+        Case("y-file", "--plot already holds plots", ["sample", "run", "--y", Y, "--plot",
+                                                      "pairs"],
+             prepare=lambda: (Path("pairs").mkdir(exist_ok=True),
+                              Path("pairs/observation_000.png").write_text("keep"))),
+        Case("y-file", "--plot names a file", ["sample", "run", "--y", Y, "--plot", "f.png"],
+             prepare=write("f.png", "x")),
         # -- invkit evaluate ---------------------------------------------------------------
         Case("evaluate", "a setting that needs retraining",
              ["evaluate", "run", "--set", "train.lr=1"]),
@@ -654,6 +715,7 @@ TITLES = {
     "run directory": "The run directory",
     "training": "Training, interrupting and resuming",
     "sample": "`invkit sample`",
+    "y-file": "`invkit sample`: files of observations, summaries and plots",
     "evaluate": "`invkit evaluate`",
     "checkpoint": "Damaged or foreign checkpoints",
     "baseline": "`invkit baseline`",
