@@ -409,3 +409,24 @@ def test_an_empty_path_is_refused_not_taken_as_the_current_folder(gmm, capsys):
     with pytest.raises(SystemExit) as info:
         main(["sample", str(gmm), "--y", "1,0,0,0,0,0,0,0", "--plot", ""])
     assert info.value.code == 2 and "expected a path" in capsys.readouterr().err
+
+
+def test_the_getting_started_example_runs(gmm, tmp_path, monkeypatch):
+    """The doctest of docs/getting-started.md's section on summaries, on the tiny gmm run (the
+    docs build runs it on the quick one; no printed value depends on the training)."""
+    import doctest
+    import re
+
+    import invkit
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "getting-started.md"
+    section = page.read_text().split("## Many observations, summaries and pair plots")[1]
+    source = re.findall(r"```\{doctest\}\n(.*?)```", section.split("\n## ")[0], flags=re.S)[0]
+    monkeypatch.chdir(tmp_path)
+    globs = {"torch": torch, "posterior": invkit.load(gmm)}
+    test = doctest.DocTestParser().get_doctest(source, globs, page.name, str(page), 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    out: list[str] = []
+    runner.run(test, out=out.append)
+    assert not runner.failures, "".join(out)
+    assert (tmp_path / "summary.json").is_file() and (tmp_path / "colour-2.png").is_file()
