@@ -46,7 +46,7 @@ def add_sample(sub: Any) -> None:
                         "problem's observations in any order, or without a header and the "
                         "columns in the problem's order), .npy (shape (m, dim_y)) or .npz "
                         "(one such array)")
-    p.add_argument("-n", type=int, default=1000, help="samples per observation")
+    p.add_argument("-n", type=int, default=1000, help="samples per observation (default 1000)")
     p.add_argument("--out", type=_path,
                    help="write all samples to a .npy, .pt or .csv file (shape (observations, "
                         "samples, dim_x); the CSV has one row per sample)")
