@@ -232,12 +232,10 @@ class _Run:
             extra["data"] = _data_summary(trainer.data.y_train)
             try:
                 result = trainer.fit()
-                self.started = self.started or trainer.started
                 save(trainer, complete=True)
             except TrainingInterrupted as exc:  # name the actual run directory in the way out
                 raise TrainingInterrupted(str(exc).replace("RUN_DIR", _q(run_dir))) from None
             except OSError as exc:  # e.g. the disk filled up while writing a checkpoint
-                self.started = self.started or trainer.started
                 if not (run_dir / MODEL).exists():
                     raise
                 raise InvkitError(
@@ -246,7 +244,7 @@ class _Run:
                     f"intact: {os_error_fix(exc)} Then continue with: invkit run --resume "
                     f"{_q(run_dir)}"
                 ) from exc
-            finally:
+            finally:  # the caller keeps a directory in which training ran
                 self.started = self.started or trainer.started
             if stop:  # the signal came after the last step: the final checkpoint is saved
                 raise TrainingInterrupted(
