@@ -243,9 +243,11 @@ _WEIRD = st.one_of(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_fuzzed_options_never_end_in_a_traceback(run, tmp_path, data):
+def test_fuzzed_options_never_end_in_a_traceback(run, tmp_path, monkeypatch, data):
     """Random values for random options of every command: exit 0, 2 or 130, never a crash.
-    (A run that would train is kept tiny by the fixed options in front of the fuzzed ones.)"""
+    (A run that would train is kept tiny by the fixed options in front of the fuzzed ones.
+    Relative paths such as ``--out inf`` or ``--plot x=1`` land in tmp_path, not the repo.)"""
+    monkeypatch.chdir(tmp_path)
     options = _options()
     command = data.draw(st.sampled_from(sorted(options)))
     chosen = data.draw(st.lists(st.sampled_from(options[command]), max_size=3, unique=True)) \
