@@ -37,6 +37,7 @@ from invkit.rundir import (
     MODEL,
     PLOTS,
     SIMULATIONS,
+    TRAIN_LOG,
     check_writable,
     create_run_dir,
     default_run_dir,
@@ -46,6 +47,7 @@ from invkit.rundir import (
 )
 from invkit.signals import deferred
 from invkit.simulation.file_problem import FILE_PROBLEM_SPEC
+from invkit.training.log import TrainLog, require_tensorboard
 from invkit.training.trainer import Trainer
 
 TRAINING_KEYS = ("problem", "problem_options", "preset", "seed", "device", "steps",
@@ -106,6 +108,8 @@ def train(problem: str, preset: str = "default", *, overrides: dict[str, Any] | 
                           "data.n_test to at least 1, or train only (--no-eval).")
     resolve_device(cfg.device)  # a bad device is bad input: fail before writing anything
     _check_threads(threads)
+    if cfg.train.tensorboard:
+        require_tensorboard()
     path = Path(out) if out is not None else default_run_dir(prob.name)
     if not distributed.is_main():  # under torchrun only rank 0 writes the run directory
         return _Run(path, cfg, prob, progress=False, evaluate=evaluate, threads=threads)()
@@ -212,22 +216,26 @@ class _Run:
 
         # from here until the final checkpoint is written, Ctrl-C and SIGTERM only ask the
         # loop to stop at the next step (after saving): nothing trained is ever lost
-        with deferred() as stop:
+        with deferred() as stop, contextlib.ExitStack() as stack:
             trainer = Trainer(prob, cfg, dev, progress=progress, on_checkpoint=save, stop=stop)
             if self.state is not None:
                 _load_state(trainer, self.state, run_dir)
+            if main:
+                log = TrainLog(run_dir / TRAIN_LOG, trainer.loss_names, trainer.history,
+                               run_dir / "tensorboard" if cfg.train.tensorboard else None)
+                stack.callback(log.close)
+                trainer.on_log = log.write
             data_time = trainer.prepare_data(_cache(cfg, run_dir) if main else None)
             assert trainer.data is not None
-            extra.update(self._choose_threads(trainer, shard is not None))
+            report = self._choose_threads(trainer, shard is not None)
+            extra["threads"] = torch.get_num_threads()  # resumed with the same count
             extra["data"] = _data_summary(trainer.data.y_train)
             try:
                 result = trainer.fit()
-                self.started = self.started or trainer.started
                 save(trainer, complete=True)
             except TrainingInterrupted as exc:  # name the actual run directory in the way out
                 raise TrainingInterrupted(str(exc).replace("RUN_DIR", _q(run_dir))) from None
             except OSError as exc:  # e.g. the disk filled up while writing a checkpoint
-                self.started = self.started or trainer.started
                 if not (run_dir / MODEL).exists():
                     raise
                 raise InvkitError(
@@ -236,7 +244,7 @@ class _Run:
                     f"intact: {os_error_fix(exc)} Then continue with: invkit run --resume "
                     f"{_q(run_dir)}"
                 ) from exc
-            finally:
+            finally:  # the caller keeps a directory in which training ran
                 self.started = self.started or trainer.started
             if stop:  # the signal came after the last step: the final checkpoint is saved
                 raise TrainingInterrupted(
@@ -249,7 +257,7 @@ class _Run:
             "seed": cfg.seed, "device": str(dev), "steps": result.steps_done,
             "train_time_s": result.train_time_s, "data_time_s": result.data_time_s + data_time,
             "final_losses": result.history[-1] if result.history else {},
-            "threads": torch.get_num_threads(), **extra.get("threads_report", {}),
+            "threads": torch.get_num_threads(), **report,
             **(trainer.validation.summary() if trainer.validation is not None else {}),
             "simulations": {"budget": cfg.data.simulations, **trainer.data.simulations,
                             "train": int(trainer.data.x_train.shape[0])},
@@ -274,12 +282,12 @@ class _Run:
         """Set torch's thread count for this run: given, or timed (one process, CPU)."""
         if self.threads is not None:
             torch.set_num_threads(int(self.threads))
-            return {"threads": int(self.threads)}
+            return {}
         if sharded or trainer.device.type != "cpu" or self.cfg.train.compile:
             return {}  # torchrun sets its own (OMP_NUM_THREADS); accelerators need no choice
         n, report = threads.choose(trainer.probe_step())
         torch.set_num_threads(n)
-        return {"threads": n, "threads_report": report}
+        return report
 
 
 def _cache(cfg: RunConfig, run_dir: Path) -> Path | None:

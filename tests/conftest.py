@@ -29,3 +29,28 @@ def one_thread(_threads):
     yield
     torch.set_num_threads(before)
     torch.set_flush_denormal(False)
+
+
+def _untracked() -> set[str] | None:
+    """Files in the repository that git neither tracks nor ignores (None: not a git checkout)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=root,
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return set(out.stdout.splitlines()) if out.returncode == 0 else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _repository_left_clean():
+    """No test may write into the repository (a relative --out lands in the working folder:
+    tests that run commands work in tmp_path)."""
+    before = _untracked()
+    yield
+    after = _untracked()
+    if before is not None and after is not None and after - before:
+        pytest.fail(f"tests left files in the repository: {sorted(after - before)[:10]}")

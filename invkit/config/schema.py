@@ -154,6 +154,9 @@ class TrainConfig:
     keep_best: bool = setting(
         False, "end with the weights of the best validation loss, not the last ones (needs "
                "data.validation > 0)")
+    tensorboard: bool = setting(
+        False, "also write the losses as TensorBoard scalars into RUN_DIR/tensorboard "
+               "(needs pip install 'invkit[tensorboard]'); train_log.csv is written either way")
 
 
 @dataclass

@@ -33,6 +33,7 @@ import numpy as np
 
 from invkit.errors import InvkitError
 from invkit.problem import ForwardProcess
+from invkit.simulation.files import is_number
 
 SEED = "{seed}"
 """The placeholder in a command that invkit replaces with the program's seed."""
@@ -102,7 +103,7 @@ class _Program:
 
     def _parse(self, out: str, n: int, shown: str, stderr: str) -> np.ndarray:
         lines = [(i + 1, line) for i, line in enumerate(out.splitlines()) if line.strip()]
-        if lines and not any(_is_number(c) for c in _cells(lines[0][1])):
+        if lines and not any(is_number(c) for c in _cells(lines[0][1])):
             lines = lines[1:]  # a header line
         rows = []
         for lineno, line in lines:
@@ -126,14 +127,6 @@ class _Program:
 
 def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.split(",")] if "," in line else line.split()
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
 
 
 def _tail(stderr: str | bytes | None, lines: int = 12, chars: int = 1500) -> str:

@@ -371,14 +371,15 @@ def _csv_header(path: Path) -> tuple[int, list[str]]:
         raise InvkitError(f"{path} is empty; a CSV of simulations starts with a header row "
                           f"naming its columns, then one row per simulation.")
     names = [h.strip() for h in header]
-    if all(_is_number(h) for h in names if h):
+    if all(is_number(h) for h in names if h):
         raise InvkitError(f"{path}: the first row ({', '.join(names[:6])}) looks like data. A "
                           f"CSV of simulations needs a header row naming its columns, e.g. "
                           f"theta1,theta2,obs1.")
     return len(names), names
 
 
-def _is_number(cell: str) -> bool:
+def is_number(cell: str) -> bool:
+    """Whether a text cell parses as a float (nan and inf included: the NaN policy decides)."""
     try:
         float(cell)
     except ValueError:

@@ -24,6 +24,21 @@ from invkit.training.inn_objective import INNObjective
 def _inn(cfg: RunConfig, model: nn.Module, problem: Problem | None) -> nn.Module:
     sim = None
     if problem is not None and cfg.train.lambda_resim > 0:
+        if not problem.has_simulator:
+            raise ConfigError(f"train.lambda_resim pushes samples through the forward process, "
+                              f"but problem {problem.name!r} has none (its pairs come from a "
+                              f"file): drop --set train.lambda_resim for it.")
+        process = problem.forward_process
+        if not process.differentiable:
+            why = ("it draws its own noise" if process.stochastic else
+                   "it is not written in torch" if process.backend != "torch" else
+                   "it runs one sample at a time")
+            raise ConfigError(
+                f"train.lambda_resim needs gradients through the forward process, and "
+                f"{process.name!r} of problem {problem.name!r} has none to give: {why} "
+                f"(backend={process.backend!r}, rng={process.rng!r}, vectorized="
+                f"{process.vectorized!r}). L_resim needs a batched, deterministic torch "
+                f"simulator: drop --set train.lambda_resim for this problem.")
         if problem.noise_std > 0:
             raise ConfigError(
                 f"train.lambda_resim asks samples to reproduce y exactly through the "

@@ -47,10 +47,12 @@ class Trainer:
     def __init__(self, problem: Problem, cfg: RunConfig, device: torch.device,
                  progress: bool = True,
                  on_checkpoint: Callable[[Trainer], None] | None = None,
-                 stop: StopRequest | None = None) -> None:
+                 stop: StopRequest | None = None,
+                 on_log: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.problem, self.cfg, self.device = problem, cfg, device
         self.progress = progress
         self.on_checkpoint = on_checkpoint
+        self.on_log = on_log  # each finished log record (the live training log)
         # SIGINT / SIGTERM as a flag (invkit.signals); the caller may own it for the whole run
         self.stop = stop
         self.model = build_model(cfg.model, problem.dim_x, problem.dim_y, cfg.seed).to(device)
@@ -216,6 +218,8 @@ class Trainer:
                 if self.history and self.history[-1]["step"] == self.step:
                     bar.update(completed=self.step,
                                status=f"loss {self.history[-1]['total']:.4g}{status}")
+                    if self.on_log is not None:
+                        self.on_log(self.history[-1])
                 if t.checkpoint_every and self.step % t.checkpoint_every == 0 \
                         and self.step < t.steps:
                     self.train_time_s = time.perf_counter() - t_start

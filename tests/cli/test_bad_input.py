@@ -4,6 +4,7 @@ diagnostics, plugins that break reproducibility, and a fuzz test over every CLI 
 
 from __future__ import annotations
 
+import re
 import string
 import warnings
 from pathlib import Path
@@ -271,3 +272,42 @@ def test_fuzzed_options_never_end_in_a_traceback(run, tmp_path, monkeypatch, dat
     except SystemExit as exc:  # argparse's own usage errors
         code = int(exc.code or 0)
     assert code in (0, 2, 130), argv
+
+
+# -- 15. NaN in the simulations -------------------------------------------------------------
+def test_nan_in_simulations_are_named_with_the_fraction_not_a_learning_rate(tmp_path, capsys):
+    """0.6% of the prior's draws are NaN: they used to surface as a diverging loss with the
+    advice to lower the learning rate."""
+    import invkit
+    from invkit import ForwardProcess, Prior, Problem, ProblemSpec
+    from invkit.registry import get_registry
+
+    def sample(n, g):
+        x = torch.randn(n, 2, generator=g)
+        x[torch.rand(n, generator=g) < 0.006, 0] = float("nan")
+        x[:16] = torch.randn(16, 2, generator=g)  # the first-use check sees clean draws
+        return x
+
+    class Leaky:
+        @invkit.hookimpl
+        def invkit_register_problems(self, register):
+            register(ProblemSpec("leaky", lambda: Problem(
+                "leaky", Prior("leaky_prior", 2, sample),
+                ForwardProcess("sum", 2, 1, lambda x: x.sum(1, keepdim=True)))))
+
+    reg = get_registry()
+    reg.add_plugin(Leaky(), name="leaky", distribution="leaky-dist")
+    try:
+        args = ["run", "leaky", *TINY, "--no-eval", "--set", "data.simulations=5000",
+                "--out", str(tmp_path / "run")]
+        assert main(args) == 0
+        err = _err(capsys)
+        assert re.search(r"of 5000 simulations \(0\.[3-9]\d*%\)", err)
+        assert "had NaN or infinite values" in err
+        assert "leaky-dist" in err and "learning rate" not in err
+        assert main([*args[:-2], "--set", "data.nan_policy=error",
+                     "--out", str(tmp_path / "strict")]) == 2
+        assert "nan_policy='drop'" in _err(capsys)
+    finally:
+        reg.pm.unregister(name="leaky")
+        reg.entries["problem"].pop("leaky", None)

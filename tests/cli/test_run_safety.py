@@ -41,6 +41,26 @@ def finished(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``mount(size)``: a real small file system (tmpfs) of that size, unmounted afterwards;
+    the test is skipped where mounting is not allowed."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        mnt = tmp_path / f"fs{len(mounted)}"
+        mnt.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("mounting a tmpfs is not allowed here")
+        mounted.append(mnt)
+        return mnt
+
+    yield mount
+    for mnt in mounted:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
 def _copy(run: Path, where: Path) -> Path:
     target = where / "copy"
     shutil.copytree(run, target, ignore=shutil.ignore_patterns(".lock"))
@@ -164,22 +184,15 @@ def test_evaluate_that_cannot_write_changes_nothing(finished, tmp_path, monkeypa
     assert after == {p: b for p, b in before.items() if p.name != ".lock"}
 
 
-def test_evaluate_on_a_really_read_only_mount(finished, tmp_path, capsys):
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("mounting a tmpfs is not allowed here")
-    try:
-        run = _copy(finished, mnt)
-        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
-        before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-        assert main(["evaluate", str(run), "--quiet"]) == 2
-        err = _err(capsys)
-        assert "read-only" in err and "Traceback" not in err
-        assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+def test_evaluate_on_a_really_read_only_mount(finished, tmpfs, capsys):
+    mnt = tmpfs("8m")
+    run = _copy(finished, mnt)
+    subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["evaluate", str(run), "--quiet"]) == 2
+    err = _err(capsys)
+    assert "read-only" in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
 # -- 19. signals over the whole life of the run -----------------------------------------------
@@ -205,44 +218,31 @@ def test_a_signal_after_the_last_step_lets_the_final_save_finish(tmp_path, monke
 
 
 # -- 21. a real full disk ---------------------------------------------------------------------
-def test_a_real_full_disk_is_a_clear_message(tmp_path, capsys):
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("mounting a tmpfs is not allowed here")
-    try:
-        out = mnt / "run"
-        code = main(["run", "gmm", *TINY, "--no-eval", "--set", "model.subnet_width=64",
-                     "--set", "train.checkpoint_every=5", "--out", str(out)])
-        err = _err(capsys)
-        assert code == 2 and "Traceback" not in err, err
-        assert "No space left on device" in err and "The disk is full" in err
-        assert not list(out.glob(".model.pt.*"))  # no torn temporary file left behind
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+def test_a_real_full_disk_is_a_clear_message(tmpfs, capsys):
+    out = tmpfs("96k") / "run"
+    code = main(["run", "gmm", *TINY, "--no-eval", "--set", "model.subnet_width=64",
+                 "--set", "train.checkpoint_every=5", "--set", "data.cache=none",
+                 "--out", str(out)])
+    err = _err(capsys)
+    assert code == 2 and "Traceback" not in err, err
+    assert "No space left on device" in err and "The disk is full" in err
+    assert not list(out.glob(".model.pt.*"))  # no torn temporary file left behind
 
 
-def test_plots_on_a_disk_that_fills_leave_no_empty_images(finished, tmp_path, capsys):
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("mounting a tmpfs is not allowed here")
-    try:
-        run = _copy(finished, mnt)
-        for png in (run / "plots").glob("*.png"):
-            png.unlink()
-        filler = mnt / "filler"
-        free = shutil.disk_usage(mnt).free
-        filler.write_bytes(b"\0" * max(0, free - 30_000))  # room for metrics, not the plots
-        code = main(["evaluate", str(run), "--quiet"])
-        err = _err(capsys)
-        assert code == 2 and "Traceback" not in err, err
-        assert not [p for p in (run / "plots").glob("*.png") if p.stat().st_size == 0]
-        assert not list(run.glob(".plots-*"))  # the staging folder is gone
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+def test_plots_on_a_disk_that_fills_leave_no_empty_images(finished, tmpfs, capsys):
+    mnt = tmpfs("4m")
+    run = _copy(finished, mnt)
+    shutil.rmtree(run / "simulations", ignore_errors=True)
+    for png in (run / "plots").glob("*.png"):
+        png.unlink()
+    filler = mnt / "filler"
+    free = shutil.disk_usage(mnt).free
+    filler.write_bytes(b"\0" * max(0, free - 30_000))  # room for metrics, not the plots
+    code = main(["evaluate", str(run), "--quiet"])
+    err = _err(capsys)
+    assert code == 2 and "Traceback" not in err, err
+    assert not [p for p in (run / "plots").glob("*.png") if p.stat().st_size == 0]
+    assert not list(run.glob(".plots-*"))  # the staging folder is gone
 
 
 # -- 23. a model.pt that belongs to another run -----------------------------------------------

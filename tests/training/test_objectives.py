@@ -257,3 +257,24 @@ def test_mmd_x_y_scale_is_checked():
     cfg = RunConfig()
     with pytest.raises(ConfigError, match="mmd_x_y_scale"):
         set_key(cfg, "train.mmd_x_y_scale", -1)
+
+
+@pytest.mark.parametrize("kind", [dict(backend="numpy"), dict(rng="generator"),
+                                  dict(vectorized=False)])
+def test_lambda_resim_refuses_a_simulator_without_gradients(kind):
+    import numpy as np
+
+    from invkit.problem import ForwardProcess, Prior, Problem
+    from invkit.training.objectives import build_objective
+
+    def fn(x, *rng):
+        return x[..., :1] ** 2 if not isinstance(x, np.ndarray) else x[..., :1] ** 2
+
+    cfg = RunConfig()
+    set_key(cfg, "train.lambda_resim", "10")
+    prior = Prior("p", DIM_X, lambda n, g: torch.randn(n, DIM_X, generator=g))
+    problem = Problem("numpyish", prior, ForwardProcess("s", DIM_X, DIM_Y, fn, **kind))
+    model = PaddedINN(DIM_X, DIM_Y, n_blocks=2, subnet_width=16)
+    with pytest.raises(ConfigError, match="needs gradients through the forward process, and "
+                                          "'s' of problem 'numpyish' has none to give"):
+        build_objective(cfg, model, problem)

@@ -1,0 +1,1 @@
+"""A damped oscillator observed with noise, simulated in plain numpy, as an invkit plugin."""
