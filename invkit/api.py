@@ -28,6 +28,7 @@ from invkit.errors import (
 )
 from invkit.loading import check_config_file, checkpoint_config, checkpoint_problem, load_run
 from invkit.lock import RunLock
+from invkit.paths import user_path
 from invkit.posterior import Posterior
 from invkit.problem import EvalContext, Problem
 from invkit.registry import get_registry
@@ -78,7 +79,7 @@ def resolve(problem: str, preset: str = "default", overrides: dict[str, Any] | l
     cfg = build_config(problem, spec.options, spec.presets, preset, toml, pairs, seed, device)
     if spec is FILE_PROBLEM_SPEC and cfg.problem_options.get("path"):
         # the run must find its file again from anywhere (invkit evaluate RUN_DIR elsewhere)
-        cfg.problem_options["path"] = str(Path(cfg.problem_options["path"]).expanduser()
+        cfg.problem_options["path"] = str(user_path(cfg.problem_options["path"])
                                           .resolve())
     return cfg, registry.build_problem(problem, cfg.problem_options)
 
@@ -296,7 +297,7 @@ def _cache(cfg: RunConfig, run_dir: Path) -> Path | None:
     where = cfg.data.cache.strip()
     if where == "none":
         return None
-    return run_dir / SIMULATIONS if where in ("", "run") else Path(where).expanduser()
+    return run_dir / SIMULATIONS if where in ("", "run") else user_path(where)
 
 
 def _q(path: Path) -> str:

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from invkit.errors import InvkitError, suggest
+from invkit.paths import user_path
 
 FORMATS = (".csv", ".npy", ".npz")
 NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)",
@@ -72,7 +73,7 @@ def read_observations(path: str | os.PathLike[str], names: Sequence[str]) -> Obs
 
 
 def _existing(path: str | os.PathLike[str]) -> Path:
-    p = Path(path).expanduser()
+    p = user_path(path)
     if p.suffix.lower() not in FORMATS:
         raise InvkitError(f"--y-file {str(p)!r}: files of observations are "
                           f"{', '.join(FORMATS)}; this one ends in "

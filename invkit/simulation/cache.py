@@ -75,7 +75,7 @@ class BlockCache:
         """The key's folder under ``root``, created (with its manifest) when new."""
         key = _jsonable(key)
         name = f"{_slug(str(key.get('problem', 'problem')))}-seed{key.get('seed')}-{digest(key)}"
-        folder = Path(root).expanduser() / name
+        folder = Path(root) / name
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

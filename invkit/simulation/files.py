@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from invkit.errors import InvkitError, suggest
+from invkit.paths import user_path
 from invkit.simulation import policy
 
 ColumnSpec = str | Sequence[str | int] | None
@@ -153,7 +154,7 @@ def load(layout: FileLayout) -> tuple[Tensor, Tensor]:
 
 # -- finding the columns ---------------------------------------------------------------------
 def _existing(path: str | os.PathLike[str]) -> Path:
-    p = Path(path).expanduser()
+    p = user_path(path)
     if p.suffix.lower() in (".h5", ".hdf5", ".hdf"):
         raise InvkitError(f"{p}: HDF5 files are not read directly. Convert it once with h5py: "
                           f"numpy.savez('sims.npz', x=f['x'][:], y=f['y'][:]).")
