@@ -235,7 +235,7 @@ def _options() -> dict[str, list[str]]:
 
 _WEIRD = st.one_of(
     st.sampled_from(["", "-1", "0", "1e30", "nan", "inf", "99999999999999999999999", "1.5",
-                     "auto", "cpu", "x=1", "train.steps=1.5", "[]", "1,,2", "é", "\\x00"]),
+                     "auto", "cpu", "~0", "x=1", "train.steps=1.5", "[]", "1,,2", "é", "\\x00"]),
     st.text(alphabet=string.printable, max_size=12),
 )
 
