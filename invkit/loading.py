@@ -157,7 +157,8 @@ def load_run(run_dir: Any, device: str | torch.device = "cpu"
         step = ckpt["state"].get("step", "?")
         warnings.warn(InvkitWarning(
             f"{str(run_dir)!r} is an unfinished run: its checkpoint is from step {step} of "
-            f"{cfg.train.steps} (train.steps), so its posterior is only partly trained. "
+            f"{cfg.train.steps or 'auto'} (train.steps), so its posterior is only partly "
+            f"trained. "
             f"Finish training with: invkit run --resume {str(run_dir)}"), stacklevel=2)
     dev = torch.device(device) if not isinstance(device, torch.device) else device
     problem = checkpoint_problem(ckpt, cfg, run_dir)

@@ -39,14 +39,21 @@ class ModelConfig:
     kind: Literal["inn", "cinn"] = setting(
         "inn", "inn (the INN's three-loss training, Ardizzone et al. 2019) | cinn (conditional "
                "INN, maximum likelihood, exact densities)")
-    block: Literal["glow", "rnvp", "allinone"] = setting(
-        "glow", "FrEIA coupling block: GLOW, RealNVP or AllInOne")
+    block: Literal["glow", "rnvp", "allinone", "spline"] = setting(
+        "glow", "coupling block: glow, rnvp (RealNVP), allinone (FrEIA's affine blocks) or "
+                "spline (rational-quadratic spline coupling, Durkan et al. 2019: bends a "
+                "density where affine blocks only shift and scale it)")
     n_blocks: int = setting(8, "coupling blocks in the network", gt=0)
     subnet_width: int = setting(256, "hidden units per layer of each coupling block's "
                                      "subnetworks", gt=0)
     subnet_depth: int = setting(2, "hidden layers per subnetwork", gt=0)
-    clamp: float = setting(2.0, "soft clamp of the coupling blocks' log-scales, for stability",
-                           gt=0)
+    clamp: float = setting(2.0, "soft clamp of the affine coupling blocks' log-scales, for "
+                                "stability", gt=0)
+    spline_bins: int = setting(8, "spline blocks: bins of each rational-quadratic spline", ge=2)
+    spline_bound: float = setting(
+        3.0, "spline blocks: the splines act on [-bound, bound] (the identity outside); the "
+             "networks see standardised values (the cINN always, the INN with "
+             "model.standardise)", gt=0)
     dim_z: int = setting(0, "inn only: latent width; 0: max(1, dim_x - dim_y) if dim_y < dim_x "
                             "else dim_x", ge=0)
     dim_total: int = setting(0, "inn only: network width; 0: max(dim_x, dim_y + dim_z)", ge=0)
@@ -94,10 +101,20 @@ class TrainConfig:
 
     batch_size: int = setting(1600, "pairs per step, drawn at random from the training pairs",
                               gt=0)
-    steps: int = setting(3000, "optimizer steps", gt=0)
+    steps: int = setting(3000, "optimizer steps (at most: train.patience may stop earlier); 0: "
+                               "auto, 200 passes over the training pairs, at least 2000 and at "
+                               "most 30000 steps", ge=0)
     lr: float = setting(1e-3, "Adam's initial learning rate", gt=0)
-    lr_final: float = setting(1e-5, "cosine decay to this value; equal to lr for a constant "
-                                    "rate", ge=0)
+    lr_schedule: Literal["cosine", "plateau"] = setting(
+        "cosine", "cosine (from lr to lr_final over train.steps) | plateau (lr times "
+                  "train.lr_decay after train.lr_patience validation checks without a better "
+                  "validation loss, never below lr_final; needs data.validation > 0)")
+    lr_final: float = setting(1e-5, "the rate the schedule ends at (cosine) or never goes below "
+                                    "(plateau); equal to lr for a constant rate", ge=0)
+    lr_decay: float = setting(0.5, "plateau only: factor applied to the rate at each decay",
+                              gt=0, lt=1)
+    lr_patience: int = setting(5, "plateau only: validation checks without a better validation "
+                                  "loss before the rate decays", gt=0)
     betas: list[float] = setting([0.8, 0.9], "Adam's beta1, beta2", ge=0, lt=1, length=2)
     eps: float = setting(1e-6, "Adam's epsilon", ge=0)
     weight_decay: float = setting(2e-5, "Adam's weight decay", ge=0)
@@ -146,8 +163,8 @@ class TrainConfig:
              "SIGTERM and at the end); 0: only then. ``invkit run --resume RUN_DIR`` "
              "continues from the last one", ge=0)
     validate_every: int = setting(
-        0, "steps between validation losses (needs data.validation > 0); 0: every "
-           "train.log_every steps", ge=0)
+        0, "steps between validation losses (needs data.validation > 0); 0: once per pass "
+           "over the training pairs, rounded up to a multiple of train.log_every", ge=0)
     patience: int = setting(
         0, "stop early after this many validation checks without a better validation loss; "
            "0: train all train.steps", ge=0)

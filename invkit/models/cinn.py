@@ -54,7 +54,7 @@ class ConditionalINN(nn.Module):
     def __init__(self, dim_x: int, dim_y: int, *, block: str = "glow", n_blocks: int = 8,
                  subnet_width: int = 256, subnet_depth: int = 2, clamp: float = 2.0,
                  leaky_slope: float = 0.01, cond_features: int = 0, cond_width: int = 128,
-                 seed: int = 0) -> None:
+                 seed: int = 0, spline_bins: int = 8, spline_bound: float = 3.0) -> None:
         super().__init__()
         if dim_x < 1 or dim_y < 1:
             raise ConfigError(f"the cINN needs dim_x >= 1 and dim_y >= 1, got {dim_x}, {dim_y}.")
@@ -75,7 +75,8 @@ class ConditionalINN(nn.Module):
             self.net = coupling_chain(self.dim_in, n_blocks=n_blocks, block=block, clamp=clamp,
                                       subnet_width=subnet_width, subnet_depth=subnet_depth,
                                       leaky_slope=leaky_slope, cond_width=self.dim_cond,
-                                      seed=seed)
+                                      seed=seed, spline_bins=spline_bins,
+                                      spline_bound=spline_bound)
 
     # -- standardisation -------------------------------------------------------------------
     @property

@@ -45,7 +45,8 @@ class PaddedINN(nn.Module):
     def __init__(self, dim_x: int, dim_y: int, *, dim_z: int = 0, dim_total: int = 0,
                  block: str = "glow", n_blocks: int = 8, subnet_width: int = 256,
                  subnet_depth: int = 2, clamp: float = 2.0, leaky_slope: float = 0.01,
-                 standardise: bool = False, seed: int = 0) -> None:
+                 standardise: bool = False, seed: int = 0, spline_bins: int = 8,
+                 spline_bound: float = 3.0) -> None:
         super().__init__()
         self.dim_x, self.dim_y = dim_x, dim_y
         self.dim_z, self.dim_total = resolve_dims(dim_x, dim_y, dim_z, dim_total)
@@ -56,7 +57,8 @@ class PaddedINN(nn.Module):
             self.net = coupling_chain(self.dim_total, n_blocks=n_blocks, block=block,
                                       clamp=clamp, subnet_width=subnet_width,
                                       subnet_depth=subnet_depth, leaky_slope=leaky_slope,
-                                      seed=seed)
+                                      seed=seed, spline_bins=spline_bins,
+                                      spline_bound=spline_bound)
 
     # -- standardisation -------------------------------------------------------------------
     @property

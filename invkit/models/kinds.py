@@ -31,7 +31,8 @@ class ModelKind:
 def _network_args(cfg: ModelConfig) -> dict[str, Any]:
     return {"block": cfg.block, "n_blocks": cfg.n_blocks, "subnet_width": cfg.subnet_width,
             "subnet_depth": cfg.subnet_depth, "clamp": cfg.clamp,
-            "leaky_slope": cfg.leaky_slope}
+            "leaky_slope": cfg.leaky_slope, "spline_bins": cfg.spline_bins,
+            "spline_bound": cfg.spline_bound}
 
 
 def _inn(cfg: ModelConfig, dim_x: int, dim_y: int, seed: int) -> nn.Module:

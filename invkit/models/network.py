@@ -19,11 +19,13 @@ import torch
 from torch import Tensor, nn
 
 from invkit.errors import ConfigError
+from invkit.models.spline import RQSplineCouplingBlock
 
 BLOCKS: dict[str, type] = {
     "glow": Fm.GLOWCouplingBlock,
     "rnvp": Fm.RNVPCouplingBlock,
     "allinone": Fm.AllInOneBlock,
+    "spline": RQSplineCouplingBlock,
 }
 
 
@@ -57,19 +59,24 @@ def numpy_rng_preserved() -> Iterator[None]:
 
 def coupling_chain(width: int, *, n_blocks: int, block: str = "glow", clamp: float = 2.0,
                    subnet_width: int = 256, subnet_depth: int = 2, leaky_slope: float = 0.01,
-                   cond_width: int = 0, seed: int = 0) -> Ff.SequenceINN:
+                   cond_width: int = 0, seed: int = 0, spline_bins: int = 8,
+                   spline_bound: float = 3.0) -> Ff.SequenceINN:
     """``n_blocks`` coupling blocks on vectors of ``width``, each followed by a permutation.
 
     ``cond_width > 0`` conditions every block on one vector of that width (``c=[y]`` at call
-    time). The caller seeds torch's RNG for the weights (:func:`seeded`); the permutations are
-    seeded by ``seed`` and the block index. Numpy seeds must fit 32 bits, so seeds below
-    4294967 give distinct permutations.
+    time). ``clamp`` applies to the affine blocks, ``spline_bins`` and ``spline_bound`` to the
+    spline block (:mod:`invkit.models.spline`). The caller seeds torch's RNG for the weights
+    (:func:`seeded`); the permutations are seeded by ``seed`` and the block index. Numpy seeds
+    must fit 32 bits, so seeds below 4294967 give distinct permutations.
     """
     if block not in BLOCKS:
         raise ConfigError(f"model.block must be one of {', '.join(BLOCKS)}, got {block!r}.")
     subnet = dense_subnet(subnet_width, subnet_depth, leaky_slope)
-    clamp_key = "affine_clamping" if block == "allinone" else "clamp"  # AllInOne's own name
-    args = {"subnet_constructor": subnet, clamp_key: clamp}
+    args: dict = {"subnet_constructor": subnet}
+    if block == "spline":
+        args.update(bins=spline_bins, bound=spline_bound)
+    else:
+        args["affine_clamping" if block == "allinone" else "clamp"] = clamp  # AllInOne's name
     if cond_width:
         args.update(cond=0, cond_shape=(cond_width,))
     net = Ff.SequenceINN(width)

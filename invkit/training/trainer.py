@@ -1,4 +1,5 @@
-"""The trainer: Adam on the objective, a cosine schedule, gradient clamping, progress, safety.
+"""The trainer: Adam on the objective, a learning-rate schedule (cosine, or decay on a
+validation plateau: :mod:`invkit.training.schedule`), gradient clamping, progress, safety.
 
 Everything the loop needs lives on the device; the host reads losses back only every
 ``log_every`` steps, which is also where non-finite losses are caught.
@@ -29,6 +30,13 @@ from invkit.signals import StopRequest, deferred
 from invkit.training.data import Dataset, generate
 from invkit.training.losses import inverse_weight_ramp
 from invkit.training.objectives import build_objective, set_standardisation, total_loss
+from invkit.training.schedule import (
+    PlateauSchedule,
+    check_schedule,
+    cosine_lr,
+    planned_steps,
+    validation_interval,
+)
 from invkit.training.validation import Validation
 
 
@@ -55,6 +63,7 @@ class Trainer:
         self.on_log = on_log  # each finished log record (the live training log)
         # SIGINT / SIGTERM as a flag (invkit.signals); the caller may own it for the whole run
         self.stop = stop
+        check_schedule(cfg.train, cfg.data.validation)
         self.model = build_model(cfg.model, problem.dim_x, problem.dim_y, cfg.seed).to(device)
         self.objective = build_objective(cfg, self.model, problem)
         # what is logged: the total, then the objective's terms
@@ -86,6 +95,11 @@ class Trainer:
         self.last_checkpoint_step: int | None = None
         self.validation: Validation | None = None  # with data.validation > 0
         self._pending_validation: dict[str, Any] | None = None  # resumed before the data
+        # the planned steps and the validation cadence depend on the number of training
+        # pairs (train.steps = 0, train.validate_every = 0): set with the data
+        self.total_steps = t.steps
+        self.validate_every = t.validate_every or t.log_every
+        self.plateau = PlateauSchedule(t) if t.lr_schedule == "plateau" else None
         self._step_fn = self._train_step
         if t.compile:
             # the network's passes only: compiling the whole step recompiled it every step
@@ -109,6 +123,9 @@ class Trainer:
         assert self.data is not None
         d, t = self.cfg.data, self.cfg.train
         self.data.split_validation(d.validation)
+        n_train = int(self.data.x_train.shape[0])
+        self.total_steps = planned_steps(t, n_train)
+        self.validate_every = validation_interval(t, n_train)
         if self.data.x_val is not None:
             state = self.validation.state_dict() if self.validation is not None else None
             self.validation = Validation(self.data.x_val, self.data.y_val, t.batch_size,
@@ -135,9 +152,10 @@ class Trainer:
 
     # -- one step --------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
-        t = self.cfg.train
-        frac = min(1.0, step / max(1, t.steps))
-        return t.lr_final + 0.5 * (t.lr - t.lr_final) * (1.0 + math.cos(math.pi * frac))
+        """The learning rate of ``step``: the plateau schedule's current rate, or the cosine's."""
+        if self.plateau is not None:
+            return self.plateau.lr
+        return cosine_lr(self.cfg.train, step, self.total_steps)
 
     def _train_step(self, x: Tensor, y: Tensor, x_weight: float) -> Tensor:
         terms = self.objective(x, y, self.gen, x_weight)
@@ -166,13 +184,14 @@ class Trainer:
             # one a model without standardisation sees
             first = self.data.batch(t.batch_size, self.gen)
             set_standardisation(self.model, *first)
-        bar = ProgressBar(f"training {self.problem.name}", t.steps, start=self.step,
+        total = self.total_steps
+        bar = ProgressBar(f"training {self.problem.name}", total, start=self.step,
                           enabled=self.progress)
         t_start = time.perf_counter() - self.train_time_s
-        every = t.validate_every or t.log_every
+        every = self.validate_every
         done_early = self.validation is not None and self.validation.stopped_at is not None
         with bar, self._stop_flag() as stop:
-            while self.step < t.steps and not done_early:
+            while self.step < total and not done_early:
                 # under torchrun the ranks agree every step, so a signal that reached one rank
                 # stops all of them at this step (none is left waiting in a collective)
                 stopping = bool(stop) if self.dist is None else self.dist.any(bool(stop))
@@ -188,13 +207,13 @@ class Trainer:
                     self._checkpoint()
                     how = stop.requested or "a signal to another process"
                     raise TrainingInterrupted(
-                        f"Training stopped at step {self.step} of {t.steps} by {how}; "
+                        f"Training stopped at step {self.step} of {total} by {how}; "
                         f"a checkpoint of step {self.step} was saved. Resume with: invkit run "
                         f"--resume RUN_DIR."
                     )
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.lr_at(self.step)
-                weight = inverse_weight_ramp(self.step / t.steps) if t.ramp_x else 1.0
+                weight = inverse_weight_ramp(self.step / total) if t.ramp_x else 1.0
                 x, y = first if first is not None else self.data.batch(t.batch_size, self.gen)
                 first = None
                 acc += self._step_fn(x, y, weight)
@@ -202,16 +221,18 @@ class Trainer:
                 self.step += 1
                 self.started = True
                 # log and checkpoint steps are multiples, so a resumed run keeps the cadence
-                if self.step % t.log_every == 0 or self.step == t.steps:
+                if self.step % t.log_every == 0 or self.step == total:
                     elapsed = time.perf_counter() - t_start
                     self._log(acc / self.loss_acc_n, self.step - self.loss_acc_n, elapsed)
                     acc.zero_()
                     self.loss_acc_n = 0
                 status = ""
                 if self.validation is not None and (self.step % every == 0
-                                                    or self.step == t.steps):
+                                                    or self.step == total):
                     val, done_early = self.validation.check(distributed.unwrap(self.objective),
                                                             self.model, self.step)
+                    if self.plateau is not None:
+                        self.plateau.update(self.validation.best_step == self.step)
                     if self.history and self.history[-1]["step"] == self.step:
                         self.history[-1]["val_loss"] = val
                     status = f" val {val:.4g}"
@@ -221,7 +242,7 @@ class Trainer:
                     if self.on_log is not None:
                         self.on_log(self.history[-1])
                 if t.checkpoint_every and self.step % t.checkpoint_every == 0 \
-                        and self.step < t.steps:
+                        and self.step < total:
                     self.train_time_s = time.perf_counter() - t_start
                     self._checkpoint()
         self.train_time_s = time.perf_counter() - t_start
@@ -295,6 +316,7 @@ class Trainer:
             "loss_acc": self.loss_acc.detach().cpu().clone(),
             "loss_acc_n": self.loss_acc_n,
             **({"validation": self.validation.state_dict()} if self.validation else {}),
+            **({"lr_schedule": self.plateau.state_dict()} if self.plateau else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -313,4 +335,6 @@ class Trainer:
                 self.validation.load_state_dict(state["validation"])
             else:
                 self._pending_validation = state["validation"]
+        if self.plateau is not None and "lr_schedule" in state:
+            self.plateau.load_state_dict(state["lr_schedule"])
         self.last_checkpoint_step = self.step

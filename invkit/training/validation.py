@@ -20,7 +20,9 @@ from torch import Tensor, nn
 from invkit.training.objectives import total_loss
 
 MAX_BATCHES = 16
-"""Validation batches per check, at most (of train.batch_size rows each)."""
+MAX_PAIRS = 20_000
+"""Validation pairs per check, at most: ``max(MAX_BATCHES * train.batch_size, MAX_PAIRS)``
+(evaluated in batches of train.batch_size rows)."""
 
 
 class Validation:
@@ -28,7 +30,7 @@ class Validation:
 
     def __init__(self, x: Tensor, y: Tensor, batch_size: int, seed: int,
                  patience: int = 0, keep_best: bool = False) -> None:
-        n = min(x.shape[0], MAX_BATCHES * batch_size)
+        n = min(x.shape[0], max(MAX_BATCHES * batch_size, MAX_PAIRS))
         self.x, self.y = x[:n], y[:n]
         self.batch_size, self.seed = batch_size, seed
         self.patience, self.keep_best = patience, keep_best

@@ -40,7 +40,7 @@ def _model(dim_x=3, dim_y=2, seed=1, scale=0.3, **cfg) -> ConditionalINN:
     return m
 
 
-@pytest.mark.parametrize("block", ["glow", "rnvp", "allinone"])
+@pytest.mark.parametrize("block", ["glow", "rnvp", "allinone", "spline"])
 @pytest.mark.parametrize("cond_features", [0, 8])
 def test_inverse_is_exact_in_float64(block, cond_features):
     m = _model(block=block, cond_features=cond_features, scale=0.2)
@@ -50,8 +50,11 @@ def test_inverse_is_exact_in_float64(block, cond_features):
     z, ld_f = m.encode(x, y)
     back, ld_r = m.decode(z, y)
     assert (z - x).abs().max() > 1e-2  # a real transformation
-    torch.testing.assert_close(back, x, rtol=0, atol=1e-10)
-    torch.testing.assert_close(ld_f, -ld_r, rtol=0, atol=1e-9)
+    # random spline weights make some bins nearly flat, and inverting a nearly flat map
+    # magnifies rounding (the map itself is exact): a looser bound for them
+    atol = 1e-6 if block == "spline" else 1e-10
+    torch.testing.assert_close(back, x, rtol=0, atol=atol)
+    torch.testing.assert_close(ld_f, -ld_r, rtol=0, atol=10 * atol)
 
 
 @pytest.mark.parametrize("cond_features", [0, 8])
