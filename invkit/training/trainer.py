@@ -107,6 +107,7 @@ class Trainer:
         assert self.data is not None
         d, t = self.cfg.data, self.cfg.train
         self.data.split_validation(d.validation)
+        self.data.balance(d.balance, self.cfg.seed)
         if self.data.x_val is not None:
             state = self.validation.state_dict() if self.validation is not None else None
             self.validation = Validation(self.data.x_val, self.data.y_val, t.batch_size,
