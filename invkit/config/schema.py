@@ -89,6 +89,12 @@ class DataConfig:
     cache: str = setting("run", "where simulations are cached so a resumed run or a second "
                                 "model does not simulate again: run (the run directory), none, "
                                 "or a folder")
+    balance: float = setting(
+        0.0, "draw training pairs in proportion to p(y)^-balance (p: a nearest-neighbour density "
+             "of the training y's), so observations the prior makes rare get more steps; the "
+             "weight depends on y only, so every posterior p(x | y) stays what is learnt; "
+             "0: the prior's mix, 1: y about uniform over its support (weights capped at 30x "
+             "their median)", ge=0, le=1)
     nan_policy: Literal["drop", "error"] = setting(
         "drop", "simulations with NaN or infinite values: drop them (counted, with a warning "
                 "naming the simulator) or stop with an error")

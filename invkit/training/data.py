@@ -23,6 +23,7 @@ from torch import Tensor
 from invkit.config import DataConfig
 from invkit.problem import Problem
 from invkit.simulation import simulate
+from invkit.training.balance import balance_weights, cumulative, draw
 
 TEST_STREAM = 2**40
 """Added to the seed for the held-out stream (user seeds stay below 2**32)."""
@@ -40,6 +41,8 @@ class Dataset:
     y_val: Tensor | None = None
     simulations: dict[str, Any] = field(default_factory=dict)
     """Where the pairs came from, for metrics.json (counts per split)."""
+    cdf: Tensor | None = None
+    """Cumulative sampling weights of the training pairs (``data.balance``); None: uniform."""
 
     def split_validation(self, fraction: float) -> None:
         """Hold out the last ``fraction`` of the training pairs (at least one pair each side)."""
@@ -50,10 +53,26 @@ class Dataset:
             self.x_train, self.y_train = self.x_train[:n - k], self.y_train[:n - k]
         self.simulations["validation"] = k
 
+    def balance(self, exponent: float, seed: int) -> None:
+        """Draw the training pairs in proportion to p(y)^-exponent from now on
+        (:mod:`invkit.training.balance`); 0: uniformly, as before."""
+        if exponent <= 0:
+            self.cdf = None
+            return
+        w = balance_weights(self.y_train, exponent, seed=seed)
+        self.cdf = cumulative(w)
+        self.simulations["balance_weight_max"] = float(w.max())
+        # the share of the batches' draws the rarest tenth of the pairs gets (0.1 unbalanced)
+        top = torch.sort(w, descending=True).values[:max(1, w.shape[0] // 10)]
+        self.simulations["balance_rarest_tenth_share"] = float(top.sum() / w.sum())
+
     def batch(self, batch_size: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """A random batch by index (with replacement): no per-sample Python, no epoch state."""
-        n = self.x_train.shape[0]
-        idx = torch.randint(n, (batch_size,), generator=gen, device=self.x_train.device)
+        if self.cdf is not None:
+            idx = draw(self.cdf, batch_size, gen)
+        else:
+            n = self.x_train.shape[0]
+            idx = torch.randint(n, (batch_size,), generator=gen, device=self.x_train.device)
         return self.x_train[idx], self.y_train[idx]
 
 

@@ -123,6 +123,7 @@ class Trainer:
         assert self.data is not None
         d, t = self.cfg.data, self.cfg.train
         self.data.split_validation(d.validation)
+        self.data.balance(d.balance, self.cfg.seed)
         n_train = int(self.data.x_train.shape[0])
         self.total_steps = planned_steps(t, n_train)
         self.validate_every = validation_interval(t, n_train)

@@ -1,0 +1,176 @@
+"""Time to quality on the arm: Err_post against the exact posterior along training, INN and cINN.
+
+Each model is trained with a preset (``--preset``, default ``default``; ``--set`` overrides
+for all models, ``--inn-set`` / ``--cinn-set`` for one) by invkit's own trainer, and every
+``--every`` steps the training is paused and scored: ``--targets`` held-out targets (the run's
+own, as ``invkit run`` evaluates) x ``--samples`` samples against the exact posterior
+(``invkit_kinematics.exact``, drawn once), and Err_resim. The scoring time is not counted:
+the curve's seconds are the training's own, as CPU seconds of the process (on a shared machine
+the wall clock also counts other jobs' time; run it with one thread pinned to one core) and
+as wall seconds. The learning-rate schedule is the preset's (cosine over all its steps), so
+a point halfway is a half-trained model, not one trained for half the time.
+
+Writes a markdown table (``--out``, with a ``.json``) and, with ``--figure``, the figure:
+Err_post and Err_resim against training seconds, one line per model.
+
+Run:  OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/kinematics_time_to_quality.py
+          --threads 1 [--models inn,cinn] [--every 500] [--targets 200] [--samples 2000]
+          [--figure docs/_static/kinematics-time-to-quality.png] [--out runs/ttq.md]
+      --quick: 300 steps, scored every 100, 20 targets x 200 samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from invkit.api import resolve
+from invkit.device import resolve_device
+from invkit.evaluation.metrics import err_post, err_resim
+from invkit.training.data import held_out_split
+from invkit.training.trainer import Trainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import header, set_threads, table  # noqa: E402
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
+@torch.no_grad()
+def score(model: torch.nn.Module, problem: Any, targets: torch.Tensor, ref: torch.Tensor,
+          n: int, seed: int) -> tuple[float, float]:
+    """(Err_post, Err_resim) of the model as it is now, on the targets."""
+    was_training = model.training
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    x, _ = model.sample_posterior(targets.repeat_interleave(n, 0), g)
+    samples = x.reshape(targets.shape[0], n, -1)
+    post, _ = err_post(samples, ref)
+    resim, _ = err_resim(samples, targets, problem.forward)
+    model.train(was_training)
+    return post, resim
+
+
+def curve(kind: str, args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
+    sets = {**overrides, "model.kind": kind, "train.checkpoint_every": args.every,
+            "eval.plots": False}
+    if args.steps:
+        sets["train.steps"] = args.steps
+    cfg, problem = resolve("kinematics", args.preset, sets, seed=args.seed)
+    device = resolve_device("cpu")
+    _, y_test = held_out_split(problem, cfg.data, cfg.seed, device)
+    targets = y_test[:args.targets]
+    ref = problem.reference_posterior(targets, args.samples, torch.Generator().manual_seed(1))
+    points: list[dict[str, float]] = []
+    clock = {"cpu": 0.0, "wall": 0.0, "cpu0": 0.0, "wall0": 0.0}
+
+    def on_checkpoint(trainer: Trainer) -> None:
+        clock["cpu"] += time.process_time() - clock["cpu0"]
+        clock["wall"] += time.perf_counter() - clock["wall0"]
+        post, resim = score(trainer.model, problem, targets, ref, args.samples, args.seed + 3)
+        points.append({"step": trainer.step, "cpu_s": clock["cpu"], "wall_s": clock["wall"],
+                       "err_post": post, "err_resim": resim})
+        print(f"  {kind} step {trainer.step:6d}  {clock['cpu']:7.1f} CPU s  "
+              f"{clock['wall']:7.1f} s  Err_post {post:.5f}  Err_resim {resim:.5f}", flush=True)
+        clock["cpu0"], clock["wall0"] = time.process_time(), time.perf_counter()
+
+    trainer = Trainer(problem, cfg, device, progress=False, on_checkpoint=on_checkpoint)
+    data_s = trainer.prepare_data()
+    clock["cpu0"], clock["wall0"] = time.process_time(), time.perf_counter()
+    trainer.fit()
+    on_checkpoint(trainer)  # the end (fit does not call back for the last step)
+    return {"kind": kind, "steps": cfg.train.steps, "data_s": data_s,
+            "config": {k: v for k, v in cfg.to_dict().items() if k in ("model", "train", "data")},
+            "points": points}
+
+
+def figure(curves: list[dict[str, Any]], path: Path, labels: dict[str, str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for c in curves:
+        t = [p["cpu_s"] for p in c["points"]]
+        lab = labels.get(c["kind"], c["kind"])
+        axes[0].plot(t, [p["err_post"] for p in c["points"]], marker=".", label=lab)
+        axes[1].plot(t, [p["err_resim"] for p in c["points"]], marker=".", label=lab)
+    for ax, name in zip(axes, ("Err_post (exact reference)", "Err_resim")):
+        ax.axhline(0.005, color="k", lw=0.8, ls="--", label="target 0.005")
+        ax.axvline(300, color="grey", lw=0.8, ls=":", label="5 minutes")
+        ax.set_yscale("log")
+        ax.set_xlabel("training seconds (one thread, CPU time)")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="inn,cinn")
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--set", action="append", default=[], help="KEY=VALUE for all models")
+    parser.add_argument("--inn-set", action="append", default=[], help="KEY=VALUE, INN only")
+    parser.add_argument("--cinn-set", action="append", default=[], help="KEY=VALUE, cINN only")
+    parser.add_argument("--steps", type=int, default=0, help="0: the preset's")
+    parser.add_argument("--every", type=int, default=500, help="steps between scores")
+    parser.add_argument("--targets", type=int, default=200)
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps default")
+    parser.add_argument("--figure", default="")
+    parser.add_argument("--out", default="runs/time_to_quality.md")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    set_threads(args.threads)
+    if args.quick:
+        args.steps, args.every, args.targets, args.samples = 300, 100, 20, 200
+    header("Time to quality on the arm (exact reference)")
+    common = parse_sets(args.set)
+    own = {"inn": parse_sets(args.inn_set), "cinn": parse_sets(args.cinn_set)}
+    curves = []
+    for kind in args.models.split(","):
+        curves.append(curve(kind, args, {**common, **own.get(kind, {})}))
+    labels = {"inn": "INN (model.kind=inn)", "cinn": "cINN (model.kind=cinn)"}
+    lines = [f"# Time to quality: {args.targets} held-out targets x {args.samples} samples, "
+             f"exact reference, seed {args.seed}\n"]
+    for c in curves:
+        lines.append(f"## {labels.get(c['kind'], c['kind'])}, {c['steps']} steps "
+                     f"(data {c['data_s']:.1f} s)\n")
+        lines.append(table(["step", "training CPU s", "training wall s", "Err_post",
+                            "Err_resim"],
+                           [[str(p["step"]), f"{p['cpu_s']:.0f}", f"{p['wall_s']:.0f}",
+                             f"{p['err_post']:.5f}", f"{p['err_resim']:.5f}"]
+                            for p in c["points"]]))
+        lines.append("")
+    text = "\n".join(lines)
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps({"args": vars(args), "curves": curves},
+                                                   default=str))
+    if args.figure:
+        figure(curves, Path(args.figure), labels)
+        print(f"figure: {args.figure}")
+
+
+if __name__ == "__main__":
+    main()
