@@ -261,7 +261,9 @@ class _Run:
             "threads": torch.get_num_threads(), **report,
             **(trainer.validation.summary() if trainer.validation is not None else {}),
             "simulations": {"budget": cfg.data.simulations, **trainer.data.simulations,
-                            "train": int(trainer.data.x_train.shape[0])},
+                            "train": int(trainer.data.x_train.shape[0]),
+                            "validation": 0 if trainer.data.x_val is None
+                            else int(trainer.data.x_val.shape[0])},
         }
         if shard is not None:
             if evaluate:  # rank 0 evaluates alone, but a baseline reference is shared work

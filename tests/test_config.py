@@ -60,9 +60,9 @@ def test_bad_toml(tmp_path):
 
 
 def test_per_model_kind_preset_block():
-    presets = {"default": {"train.steps": 10, "cinn": {"train.steps": 20, "train.lr": 0.5}}}
-    assert build_config("p", {}, presets).train.steps == 10
-    cinn = build_config("p", {}, presets, overrides=[("model", "cinn")])
-    assert cinn.train.steps == 20 and cinn.train.lr == 0.5
-    mine = build_config("p", {}, presets, overrides=[("model", "cinn"), ("steps", "7")])
+    presets = {"default": {"train.steps": 10, "inn": {"train.steps": 20, "train.lr": 0.5}}}
+    assert build_config("p", {}, presets).train.steps == 10  # the default kind: cinn
+    inn = build_config("p", {}, presets, overrides=[("model", "inn")])
+    assert inn.train.steps == 20 and inn.train.lr == 0.5
+    mine = build_config("p", {}, presets, overrides=[("model", "inn"), ("steps", "7")])
     assert mine.train.steps == 7  # --set still wins over the kind's block

@@ -193,7 +193,10 @@ def test_cli_run_with_fuzzed_settings_exits_0_or_2(pairs, seed, capsys):
         assert code in (0, 2), err
         if code == 2:
             assert err.startswith("error:") or "usage:" in err, err
-            assert not out.exists()  # nothing half-written
+            # refused settings write nothing; a run that diverged keeps its config and its
+            # simulations (to rerun with the fix the error names), never a model
+            assert not (out / "model.pt").exists()
+            assert not out.exists() or (out / "config.toml").exists()
         else:
             assert (out / "model.pt").exists() and (out / "metrics.json").exists()
 

@@ -64,6 +64,9 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         if args.out.is_dir():
             raise InvkitError(f"--out {str(args.out)!r} is a folder; give a file name ending "
                               f"in .pt.")
+        if not args.out.absolute().parent.is_dir():
+            raise InvkitError(f"--out {str(args.out)!r}: the folder {str(args.out.parent)!r} "
+                              f"does not exist. Create it first, or check the path.")
     apply_threads(args.threads)
     reg = get_registry()
     baseline = reg.baseline(args.name)

@@ -37,14 +37,14 @@ class ModelConfig:
     the INN of Ardizzone et al. (x padded to one width with [y, z]) or the conditional INN."""
 
     kind: Literal["inn", "cinn"] = setting(
-        "inn", "inn (the INN's three-loss training, Ardizzone et al. 2019) | cinn (conditional "
+        "cinn", "inn (the INN's three-loss training, Ardizzone et al. 2019) | cinn (conditional "
                "INN, maximum likelihood, exact densities)")
     block: Literal["glow", "rnvp", "allinone", "spline"] = setting(
         "glow", "coupling block: glow, rnvp (RealNVP), allinone (FrEIA's affine blocks) or "
                 "spline (rational-quadratic spline coupling, Durkan et al. 2019: bends a "
                 "density where affine blocks only shift and scale it)")
-    n_blocks: int = setting(8, "coupling blocks in the network", gt=0)
-    subnet_width: int = setting(256, "hidden units per layer of each coupling block's "
+    n_blocks: int = setting(6, "coupling blocks in the network", gt=0)
+    subnet_width: int = setting(128, "hidden units per layer of each coupling block's "
                                      "subnetworks", gt=0)
     subnet_depth: int = setting(2, "hidden layers per subnetwork", gt=0)
     clamp: float = setting(2.0, "soft clamp of the affine coupling blocks' log-scales, for "
@@ -80,8 +80,9 @@ class DataConfig:
         1_000_000, "the simulation budget: pairs (x, y) simulated for training, the validation "
                    "split included (a problem from a file: its rows, at most this many)", gt=0)
     validation: float = setting(
-        0.0, "fraction of the budget held out to measure a validation loss during training "
-             "(train.patience and train.keep_best use it); 0: none", ge=0, lt=1)
+        0.1, "fraction of the budget held out to measure a validation loss during training "
+             "(train.patience, train.keep_best and the plateau schedule use it); 0: none, "
+             "and training runs all its steps", ge=0, lt=1)
     n_test: int = setting(10_000, "held-out pairs for evaluation, simulated on their own stream "
                                   "(not part of the budget), never trained on", ge=0)
     workers: int = setting(0, "worker processes that run the simulator (for slow, numpy or "
@@ -105,12 +106,12 @@ class TrainConfig:
     """The optimiser and the losses. The INN's three losses (L_y, L_z, L_x) follow Ardizzone
     et al. with the authors' knobs; the cINN uses the optimiser settings and ``y_noise``."""
 
-    batch_size: int = setting(1600, "pairs per step, drawn at random from the training pairs",
+    batch_size: int = setting(256, "pairs per step, drawn at random from the training pairs",
                               gt=0)
-    steps: int = setting(3000, "optimizer steps (at most: train.patience may stop earlier); 0: "
+    steps: int = setting(0, "optimizer steps (at most: train.patience may stop earlier); 0: "
                                "auto, 200 passes over the training pairs, at least 2000 and at "
                                "most 30000 steps", ge=0)
-    lr: float = setting(1e-3, "Adam's initial learning rate", gt=0)
+    lr: float = setting(5e-4, "Adam's initial learning rate", gt=0)
     lr_schedule: Literal["cosine", "plateau"] = setting(
         "cosine", "cosine (from lr to lr_final over train.steps) | plateau (lr times "
                   "train.lr_decay after train.lr_patience validation checks without a better "
@@ -121,7 +122,7 @@ class TrainConfig:
                               gt=0, lt=1)
     lr_patience: int = setting(5, "plateau only: validation checks without a better validation "
                                   "loss before the rate decays", gt=0)
-    betas: list[float] = setting([0.8, 0.9], "Adam's beta1, beta2", ge=0, lt=1, length=2)
+    betas: list[float] = setting([0.9, 0.999], "Adam's beta1, beta2", ge=0, lt=1, length=2)
     eps: float = setting(1e-6, "Adam's epsilon", ge=0)
     weight_decay: float = setting(2e-5, "Adam's weight decay", ge=0)
     grad_clamp: float = setting(15.0, "element-wise gradient clamp; 0 disables", ge=0)
@@ -138,8 +139,9 @@ class TrainConfig:
                                                           "kernels of L_z", gt=0)
     mmd_widths_x: list[float] = setting([0.05, 0.2, 0.9], "widths of the inverse multiquadric "
                                                           "kernels of L_x", gt=0)
-    y_noise: float = setting(0.1, "standard deviation of the noise added to y in the losses "
-                                  "(training only)", ge=0)
+    y_noise: float = setting(0.0, "standard deviation of the noise added to y in the losses "
+                                  "(training only; the INN of Ardizzone et al. uses it, e.g. "
+                                  "0.01-0.1 for one-hot y)", ge=0)
     pad_noise: float = setting(0.05, "standard deviation of the noise in the padding "
                                      "coordinates (which ones: train.pad_noise_on)", ge=0)
     pad_noise_on: Literal["both", "x"] = setting(
@@ -172,11 +174,11 @@ class TrainConfig:
         0, "steps between validation losses (needs data.validation > 0); 0: once per pass "
            "over the training pairs, rounded up to a multiple of train.log_every", ge=0)
     patience: int = setting(
-        0, "stop early after this many validation checks without a better validation loss; "
-           "0: train all train.steps", ge=0)
+        15, "stop early after this many validation checks without a better validation loss; "
+            "0: train all train.steps (so does data.validation = 0)", ge=0)
     keep_best: bool = setting(
-        False, "end with the weights of the best validation loss, not the last ones (needs "
-               "data.validation > 0)")
+        True, "end with the weights of the best validation loss, not the last ones (with "
+              "data.validation > 0; without it, the last ones)")
     tensorboard: bool = setting(
         False, "also write the losses as TensorBoard scalars into RUN_DIR/tensorboard "
                "(needs pip install 'invkit[tensorboard]'); train_log.csv is written either way")

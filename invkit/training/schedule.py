@@ -63,18 +63,18 @@ def cosine_lr(train: TrainConfig, step: int, total: int) -> float:
 
 
 def check_schedule(train: TrainConfig, validation: float) -> None:
-    """Refuse settings that need a validation loss when there is none."""
-    if validation > 0:
+    """Refuse the plateau schedule when there is no validation loss to watch.
+
+    ``train.patience`` and ``train.keep_best`` are on by default and simply have nothing to do
+    without a validation split (training runs all its steps, the last weights are kept), so a
+    user who sets ``data.validation=0`` need not switch them off as well.
+    """
+    if validation > 0 or train.lr_schedule != "plateau":
         return
-    needs = [what for what, on in (("train.lr_schedule=plateau", train.lr_schedule == "plateau"),
-                                   ("train.patience", train.patience > 0),
-                                   ("train.keep_best", train.keep_best)) if on]
-    if needs:
-        raise ConfigError(
-            f"{', '.join(needs)} need{'s' if len(needs) == 1 else ''} a validation loss, but "
-            f"data.validation is 0. Hold out part of the budget (--set data.validation=0.1), "
-            f"or use --set train.lr_schedule=cosine --set train.patience=0 "
-            f"--set train.keep_best=false.")
+    raise ConfigError(
+        "train.lr_schedule=plateau lowers the rate when the validation loss stops improving, "
+        "but data.validation is 0. Hold out part of the budget (--set data.validation=0.1), "
+        "or use --set train.lr_schedule=cosine.")
 
 
 class PlateauSchedule:

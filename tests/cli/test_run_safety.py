@@ -132,6 +132,13 @@ def test_baseline_out_asks_for_force(tmp_path, capsys):
     assert len(torch.load(target, weights_only=True)["samples"]) == 1
 
 
+def test_baseline_out_in_a_missing_folder_is_refused_before_any_work(tmp_path, capsys):
+    args = ["baseline", "abc", "kinematics", "--y", "1.5,0.5", "-n", "5", "--quiet",
+            "--set", "budget=20000", "--out", str(tmp_path / "no" / "abc.pt")]
+    assert main(args) == 2
+    assert "does not exist" in _err(capsys)
+
+
 # -- 3. the lock ------------------------------------------------------------------------------
 def test_a_run_in_use_is_refused_with_the_holders_pid(finished, tmp_path, capsys):
     run = _copy(finished, tmp_path)

@@ -33,6 +33,7 @@ def architectures(draw):
     dim_z = draw(st.integers(0, 4))  # 0: the automatic rule
     auto_total = draw(st.booleans())
     cfg = ModelConfig(
+        kind="inn",
         block=draw(st.sampled_from(["glow", "rnvp", "allinone"])),
         n_blocks=draw(st.integers(1, 4)),
         subnet_width=draw(st.integers(2, 24)),

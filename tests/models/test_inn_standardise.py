@@ -30,7 +30,8 @@ def _random_init(model: PaddedINN, gen: torch.Generator) -> None:
 
 
 def _standardised_model(dim_total: int = 0, seed: int = 0) -> PaddedINN:
-    cfg = ModelConfig(n_blocks=3, subnet_width=16, standardise=True, dim_total=dim_total)
+    cfg = ModelConfig(kind="inn", n_blocks=3, subnet_width=16, standardise=True,
+                      dim_total=dim_total)
     model = build_model(cfg, 3, 1, seed=seed).double()
     _random_init(model, torch.Generator().manual_seed(seed))
     g = torch.Generator().manual_seed(1)
@@ -80,7 +81,7 @@ def test_statistics_are_buffers_and_off_adds_none():
 def test_identity_statistics_reproduce_the_unstandardised_model_bitwise():
     # off computes exactly what the model did without the option; on with shift 0, scale 1
     # runs the same network (same seed) on the same numbers, so every output matches bitwise
-    cfgs = [ModelConfig(n_blocks=3, subnet_width=16, dim_total=6, standardise=s)
+    cfgs = [ModelConfig(kind="inn", n_blocks=3, subnet_width=16, dim_total=6, standardise=s)
             for s in (False, True)]
     models = [build_model(c, 3, 2, seed=3) for c in cfgs]
     for m in models:
@@ -107,7 +108,8 @@ def _offset_problem() -> Problem:
 
 def _offset_cfg(steps: int) -> RunConfig:
     cfg = RunConfig(problem="offset")
-    cfg.model = ModelConfig(n_blocks=3, subnet_width=32, dim_total=4, standardise=True)
+    cfg.model = ModelConfig(kind="inn", n_blocks=3, subnet_width=32, dim_total=4,
+                            standardise=True)
     cfg.data = DataConfig(simulations=4000, n_test=10)
     cfg.train = TrainConfig(batch_size=200, steps=steps,
                             y_noise=0.02, pad_noise=0.0, lambda_y=30.0, log_every=50,

@@ -61,7 +61,9 @@ def test_each_kind_runs_end_to_end(registered, tmp_path, kind):
     assert main(["run", f"kind_{kind}", *TINY, *NO_REFERENCE,
                  "--set", f"data.workers={workers}", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["simulations"]["train"] == 300 and metrics["simulations"]["simulated"] == 340
+    counts = metrics["simulations"]
+    # the budget of 300 minus the default validation split of 10%, and the 40 test pairs
+    assert (counts["train"], counts["validation"], counts["simulated"]) == (270, 30, 340)
     assert "calibration_ok" in metrics and "err_resim" in metrics
     post = invkit.load(out)
     assert post.sample(torch.zeros(post.dim_y), 7).shape == (7, post.dim_x)
@@ -84,7 +86,7 @@ def test_a_file_of_simulations_end_to_end(tmp_path):
     assert main(["run", str(path), "--set", "x=a,b", "--set", "y=s,d", *TINY,
                  "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["simulations"]["test"] == 40 and metrics["simulations"]["train"] == 300
+    assert metrics["simulations"]["test"] == 40 and metrics["simulations"]["train"] == 270
     assert "err_resim" not in metrics and "no simulator" in metrics["err_post_skipped"]
     post = invkit.load(out)
     assert post.problem.x_names == ["a", "b"] and post.problem.y_names == ["s", "d"]

@@ -28,7 +28,7 @@ def _rows(run):
 def test_every_logged_step_is_a_row(tmp_path):
     out = tmp_path / "run"
     assert main(["run", "gmm", *TINY, "--set", "data.validation=0.2",
-                 "--out", str(out)]) == 0
+                 "--set", "train.validate_every=5", "--out", str(out)]) == 0
     rows = _rows(out)
     assert [int(r["step"]) for r in rows] == list(range(5, 45, 5))
     assert {"total", "l_y", "l_z", "l_x", "l_recon", "lr", "time_s", "val_loss"} <= set(rows[0])

@@ -37,6 +37,7 @@ def _objective(simulator=_simulator, standardise: bool = False,
         calls.append((kwargs.get("rev", False), args[0].detach(), out[0].detach()))
 
     model.register_forward_hook(record, with_kwargs=True)
+    train.setdefault("y_noise", 0.1)  # the INN's (invkit's default, 0, is the cINN's)
     return INNObjective(model, TrainConfig(**train), simulator), calls
 
 
@@ -216,6 +217,7 @@ def test_lambda_resim_refuses_a_noisy_problem():
     from invkit.problem import ForwardProcess, Prior, Problem
 
     cfg = RunConfig()
+    set_key(cfg, "model.kind", "inn")
     set_key(cfg, "train.lambda_resim", "10")
     problem = Problem("noisy", Prior("p", DIM_X, lambda n, g: torch.randn(n, DIM_X, generator=g)),
                       ForwardProcess("s", DIM_X, DIM_Y, _simulator), noise_std=0.1)
@@ -271,6 +273,7 @@ def test_lambda_resim_refuses_a_simulator_without_gradients(kind):
         return x[..., :1] ** 2 if not isinstance(x, np.ndarray) else x[..., :1] ** 2
 
     cfg = RunConfig()
+    set_key(cfg, "model.kind", "inn")
     set_key(cfg, "train.lambda_resim", "10")
     prior = Prior("p", DIM_X, lambda n, g: torch.randn(n, DIM_X, generator=g))
     problem = Problem("numpyish", prior, ForwardProcess("s", DIM_X, DIM_Y, fn, **kind))

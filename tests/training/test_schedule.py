@@ -76,15 +76,16 @@ def test_plateau_state_round_trips():
     assert (b.lr, b.waiting, b.decays) == (a.lr, a.waiting, a.decays)
 
 
-@pytest.mark.parametrize("train", [{"lr_schedule": "plateau"}, {"patience": 3},
-                                   {"keep_best": True}])
-def test_validation_settings_without_a_validation_split_are_refused(train):
-    cfg = TrainConfig(lr_schedule="cosine", patience=0, keep_best=False)
-    for k, v in train.items():
-        setattr(cfg, k, v)
+def test_the_plateau_schedule_without_a_validation_split_is_refused():
+    cfg = TrainConfig(lr_schedule="plateau")
     with pytest.raises(ConfigError, match="data.validation"):
         check_schedule(cfg, 0.0)
     check_schedule(cfg, 0.1)  # with a split: fine
+
+
+def test_early_stopping_and_keep_best_need_no_switching_off_without_a_split():
+    """They are on by default; with data.validation=0 they have nothing to watch."""
+    check_schedule(TrainConfig(patience=3, keep_best=True), 0.0)
 
 
 # -- the trainer following the rules -------------------------------------------------------
@@ -107,7 +108,8 @@ def _history(run_dir):
 
 def test_auto_steps_and_per_epoch_validation_in_a_run(tmp_path):
     pytest.importorskip("invkit_linear_gaussian")
-    r = _train(tmp_path, "auto", **{"train.steps": 0, "train.lr_schedule": "cosine"})
+    r = _train(tmp_path, "auto", **{"train.steps": 0, "train.lr_schedule": "cosine",
+                                    "train.patience": 0})
     # 800 training pairs / 100 = 8 steps per epoch, 200 epochs = 1600 -> the 2000 minimum
     assert r.metrics["steps"] == schedule.AUTO_MIN_STEPS
     hist = _history(r.run_dir)
