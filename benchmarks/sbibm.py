@@ -59,7 +59,7 @@ def run_one(task: str, budget: int, args: argparse.Namespace, extra: dict[str, s
     }
     t0 = time.perf_counter()
     result = invkit.train(f"sbibm_{task}", overrides=overrides, seed=args.seed, device="cpu",
-                          out=workdir / f"{task}-{budget}", progress=False,
+                          out=workdir / f"{task}-{budget}", force=True, progress=False,
                           threads=args.threads or None)
     m, cfg = result.metrics, result.config
     scores = m.get("c2st_per_observation", [])

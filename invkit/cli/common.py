@@ -124,6 +124,13 @@ def summary_rows(m: dict[str, Any]) -> list[tuple[str, str]]:
         threads = f", {m['threads']} thread{'s' * (m['threads'] != 1)}" if "threads" in m else ""
         rows.append(("training", f"{m['steps']} steps in {fmt(m.get('train_time_s', 0.0))} s"
                                  f"{threads}"))
+        if "val_best_step" in m:
+            # early stopping and keep_best act on their own by default: say what they did
+            stop = (f"stopped early at step {m['stopped_early_step']}; "
+                    if m.get("stopped_early_step") else "")
+            kept = ", its weights kept" if m.get("kept_best_weights") else ""
+            rows.append(("validation", f"{stop}best loss {fmt(m['val_loss_best'])} at step "
+                                       f"{m['val_best_step']}{kept}"))
     if "err_post" in m:
         rows.append(("err_post", f"{fmt(m['err_post'])} (against the "
                                  f"{m.get('err_post_reference', '?')} reference)"))

@@ -90,7 +90,8 @@ class Validation:
 
     def summary(self) -> dict[str, Any]:
         """What metrics.json reports of it."""
-        out: dict[str, Any] = {"val_loss_best": self.best_loss, "val_best_step": self.best_step}
+        out: dict[str, Any] = {"val_loss_best": self.best_loss, "val_best_step": self.best_step,
+                               "kept_best_weights": bool(self.keep_best)}
         if self.stopped_at is not None:
             out["stopped_early_step"] = self.stopped_at
         return out

@@ -308,3 +308,14 @@ def test_stale_temporaries_are_removed(finished, tmp_path):
     stale.write_bytes(b"half a checkpoint")
     assert main(["evaluate", str(run), "--quiet", "--set", "eval.plots=false"]) == 0
     assert not stale.exists()
+
+
+def test_the_summary_says_what_early_stopping_did():
+    from invkit.cli.common import summary_rows
+
+    rows = dict(summary_rows({"steps": 900, "train_time_s": 3.0, "val_best_step": 600,
+                              "val_loss_best": -1.25, "stopped_early_step": 900,
+                              "kept_best_weights": True}))
+    assert rows["validation"] == "stopped early at step 900; best loss -1.25 at step 600, its " \
+                                 "weights kept"
+    assert "validation" not in dict(summary_rows({"steps": 900, "train_time_s": 3.0}))

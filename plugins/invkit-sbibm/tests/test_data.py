@@ -20,6 +20,7 @@ from sbibm_helpers import gen, requires_sbibm
 # -- errors without sbibm ----------------------------------------------------------------------
 def test_missing_sbibm_gives_the_install_command(monkeypatch):
     monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(data, "_distribution_package", lambda: [])
     data.tasks_dir.cache_clear()
     try:
         with pytest.raises(data.SbibmDataError, match=r"pip install --no-deps sbibm==1\.1\.0"):
@@ -32,11 +33,24 @@ def test_missing_sbibm_gives_the_install_command(monkeypatch):
 def test_missing_file_names_the_file_and_the_fix(monkeypatch, tmp_path):
     spec = types.SimpleNamespace(submodule_search_locations=[str(tmp_path / "sbibm")])
     monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: spec)
+    monkeypatch.setattr(data, "_distribution_package", lambda: [])
     data.tasks_dir.cache_clear()
     try:
         with pytest.raises(data.SbibmDataError, match="true_parameters.csv is missing.*"
                                                        "--force-reinstall"):
             data.true_parameters("slcp")
+    finally:
+        data.tasks_dir.cache_clear()
+
+
+@requires_sbibm
+def test_a_module_called_sbibm_on_the_path_does_not_hide_the_data(monkeypatch):
+    """benchmarks/sbibm.py puts its folder on sys.path, where 'sbibm' is then that script."""
+    script = types.SimpleNamespace(submodule_search_locations=None)
+    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: script)
+    data.tasks_dir.cache_clear()
+    try:
+        assert (data.tasks_dir() / "two_moons").is_dir()
     finally:
         data.tasks_dir.cache_clear()
 

@@ -37,9 +37,15 @@ class SbibmDataError(InvkitError):
 
 @lru_cache(maxsize=1)
 def tasks_dir() -> Path:
-    """The ``sbibm/tasks`` directory of the installed sbibm, found without importing it."""
-    spec = importlib.util.find_spec("sbibm")
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    """The ``sbibm/tasks`` directory of the installed sbibm, found without importing it.
+
+    The installed distribution's files come first: a module that happens to be called
+    ``sbibm`` on ``sys.path`` (a script ``sbibm.py`` next to the caller) must not hide them.
+    """
+    locations = _distribution_package()
+    if not locations:
+        spec = importlib.util.find_spec("sbibm")
+        locations = list(spec.submodule_search_locations or []) if spec is not None else []
     if not locations:
         raise SbibmDataError(
             "sbibm's data files (observations and reference posterior samples) are not "
@@ -54,6 +60,15 @@ def tasks_dir() -> Path:
             stacklevel=2,
         )
     return Path(locations[0]) / "tasks"
+
+
+def _distribution_package() -> list[str]:
+    """The folder of the installed ``sbibm`` distribution's package, if it has its tasks."""
+    try:
+        folder = Path(str(metadata.distribution("sbibm").locate_file("sbibm")))
+    except metadata.PackageNotFoundError:
+        return []
+    return [str(folder)] if (folder / "tasks").is_dir() else []
 
 
 def _installed_version() -> str | None:
