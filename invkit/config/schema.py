@@ -172,7 +172,8 @@ class TrainConfig:
              "continues from the last one", ge=0)
     validate_every: int = setting(
         0, "steps between validation losses (needs data.validation > 0); 0: once per pass "
-           "over the training pairs, rounded up to a multiple of train.log_every", ge=0)
+           "over the training pairs but at least every 200 steps, rounded up to a multiple "
+           "of train.log_every", ge=0)
     patience: int = setting(
         15, "stop early after this many validation checks without a better validation loss; "
             "0: train all train.steps (so does data.validation = 0)", ge=0)

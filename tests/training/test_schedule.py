@@ -40,7 +40,8 @@ def test_auto_steps_scale_with_the_budget_between_the_bounds():
 
 def test_validation_once_per_epoch_on_a_logged_step():
     t = TrainConfig(batch_size=256, log_every=50)
-    assert validation_interval(t, 9_000) == 50  # 36 steps per epoch, rounded up to 50
+    # 36 steps per epoch: at least MIN_VALIDATION_STEPS, on the log cadence
+    assert validation_interval(t, 9_000) == 200 == schedule.MIN_VALIDATION_STEPS
     assert validation_interval(t, 90_000) == 400  # 352 -> 400
     assert validation_interval(TrainConfig(validate_every=7), 90_000) == 7
 
@@ -113,9 +114,9 @@ def test_auto_steps_and_per_epoch_validation_in_a_run(tmp_path):
     # 800 training pairs / 100 = 8 steps per epoch, 200 epochs = 1600 -> the 2000 minimum
     assert r.metrics["steps"] == schedule.AUTO_MIN_STEPS
     hist = _history(r.run_dir)
-    # one check per epoch (8 steps), rounded up to the log cadence (10)
+    # one check per epoch (8 steps) is too often: every MIN_VALIDATION_STEPS instead
     checked = [h["step"] for h in hist if "val_loss" in h]
-    assert checked[:3] == [10, 20, 30]
+    assert checked[:3] == [200, 400, 600]
 
 
 def test_plateau_run_decays_stops_early_and_keeps_the_best(tmp_path):
