@@ -144,7 +144,8 @@ def test_plateau_run_interrupted_and_resumed_ends_as_an_uninterrupted_one(tmp_pa
     from invkit.training.cinn_objective import MaxLikelihoodObjective
 
     opts = {"train.steps": 300, "train.lr_schedule": "plateau", "train.lr_patience": 1,
-            "train.patience": 100, "train.keep_best": True, "train.lr": 3e-3}
+            "train.patience": 100, "train.keep_best": True, "train.lr": 3e-3,
+            "train.validate_every": 10}
     whole = _train(tmp_path, "whole", **opts)
     original = MaxLikelihoodObjective.forward
     calls = {"n": 0}
