@@ -95,3 +95,16 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def fmt_rate(x: float) -> str:
     return f"{x:.3g}"
+
+
+def write_report(out: os.PathLike[str] | str, text: str, rows: list) -> None:
+    """The markdown ``text`` to ``out`` and the ``rows`` as JSON beside it; both printed."""
+    import json
+    from pathlib import Path
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
+    print(text)
+    print(f"written: {out} and {out.with_suffix('.json')}")

@@ -25,7 +25,6 @@ Options: --problems gmm,kinematics  --methods inn,cinn,abc  --threads 2  --seed 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -34,6 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import write_report  # noqa: E402
 
 # Each budget: per problem, the preset, overrides shared by the models and used for the
 # evaluation (and so for ABC's targets), overrides per model kind, and ABC's pool.
@@ -261,11 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     rows.append(run_model(name, method, budget[name], args.seed, workdir))
     text = markdown(rows, args.budget, argv, args.threads, time.perf_counter() - t0)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
-    print(text)
-    print(f"written: {out} and {out.with_suffix('.json')}")
+    write_report(out, text, rows)
     return 0
 
 

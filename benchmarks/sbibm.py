@@ -26,7 +26,6 @@ Options: --tasks two_moons,slcp,gaussian_linear  --budgets 10000,100000
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import header, set_threads, table  # noqa: E402
+from _bench import header, set_threads, table, write_report  # noqa: E402
 
 NPE_PUBLISHED: dict[tuple[str, int], float] = {
     ("two_moons", 10_000): 0.606, ("two_moons", 100_000): 0.542,
@@ -144,11 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    C2ST {r['c2st_mean']:.3f}, {r['train_time_s']:.0f} s of training, "
                       f"{r['steps']} steps", flush=True)
     text = markdown(rows, argv, args.threads, time.perf_counter() - t0)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
-    print(text)
-    print(f"written: {out} and {out.with_suffix('.json')}")
+    write_report(out, text, rows)
     return 0
 
 

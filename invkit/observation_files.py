@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from invkit.errors import InvkitError, suggest
-from invkit.paths import user_path
+from invkit.errors import InvkitError
+from invkit.paths import existing_file
 
 FORMATS = (".csv", ".npy", ".npz")
 NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)",
@@ -73,22 +73,7 @@ def read_observations(path: str | os.PathLike[str], names: Sequence[str]) -> Obs
 
 
 def _existing(path: str | os.PathLike[str]) -> Path:
-    p = user_path(path)
-    if p.suffix.lower() not in FORMATS:
-        raise InvkitError(f"--y-file {str(p)!r}: files of observations are "
-                          f"{', '.join(FORMATS)}; this one ends in "
-                          f"{p.suffix or '(nothing)'!r}.")
-    if not p.exists():
-        try:
-            near = suggest(p.name, [q.name for q in p.parent.iterdir()])
-        except OSError:
-            near = ""
-        raise InvkitError(f"The file of observations {str(p)!r} does not exist.{near} Give "
-                          f"its path (relative paths start in the current folder).")
-    if p.is_dir():
-        raise InvkitError(f"{str(p)!r} is a folder; name a file of observations "
-                          f"({', '.join(FORMATS)}).")
-    return p
+    return existing_file(path, "observations", FORMATS, label="--y-file")
 
 
 def _expected(names: Sequence[str]) -> str:

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from invkit.errors import InvkitError, suggest
-from invkit.paths import user_path
+from invkit.paths import existing_file, user_path
 from invkit.simulation import policy
 
 ColumnSpec = str | Sequence[str | int] | None
@@ -158,19 +158,7 @@ def _existing(path: str | os.PathLike[str]) -> Path:
     if p.suffix.lower() in (".h5", ".hdf5", ".hdf"):
         raise InvkitError(f"{p}: HDF5 files are not read directly. Convert it once with h5py: "
                           f"numpy.savez('sims.npz', x=f['x'][:], y=f['y'][:]).")
-    if p.suffix.lower() not in FORMATS:
-        raise InvkitError(f"{p}: files of simulations are {', '.join(FORMATS)}; this one ends "
-                          f"in {p.suffix or '(nothing)'!r}.")
-    if not p.exists():
-        try:
-            near = suggest(p.name, [q.name for q in p.parent.iterdir()])
-        except OSError:
-            near = ""
-        raise InvkitError(f"The file of simulations {p} does not exist.{near} Give its path "
-                          f"(relative paths start in the current folder).")
-    if p.is_dir():
-        raise InvkitError(f"{p} is a folder; name a file of simulations ({', '.join(FORMATS)}).")
-    return p
+    return existing_file(p, "simulations", FORMATS)
 
 
 def _items(spec: ColumnSpec, what: str) -> list[str | int | slice]:
