@@ -109,7 +109,7 @@ class TrainConfig:
     batch_size: int = setting(256, "pairs per step, drawn at random from the training pairs",
                               gt=0)
     steps: int = setting(0, "optimizer steps (at most: train.patience may stop earlier); 0: "
-                               "auto, 200 passes over the training pairs, at least 2000 and at "
+                               "auto, 500 passes over the training pairs, at least 2000 and at "
                                "most 30000 steps", ge=0)
     lr: float = setting(5e-4, "Adam's initial learning rate", gt=0)
     lr_schedule: Literal["cosine", "plateau"] = setting(

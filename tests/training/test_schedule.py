@@ -28,7 +28,7 @@ def test_explicit_steps_are_kept_whatever_the_budget():
 
 def test_auto_steps_scale_with_the_budget_between_the_bounds():
     t = TrainConfig(steps=0, batch_size=100)
-    # 200 epochs of 20 steps = 4000
+    # AUTO_EPOCHS epochs of 20 steps
     assert planned_steps(t, 2_000) == schedule.AUTO_EPOCHS * 20
     # tiny budgets: at least the minimum; large ones: at most the cap
     assert planned_steps(t, 10) == schedule.AUTO_MIN_STEPS
@@ -111,8 +111,8 @@ def test_auto_steps_and_per_epoch_validation_in_a_run(tmp_path):
     pytest.importorskip("invkit_linear_gaussian")
     r = _train(tmp_path, "auto", **{"train.steps": 0, "train.lr_schedule": "cosine",
                                     "train.patience": 0})
-    # 800 training pairs / 100 = 8 steps per epoch, 200 epochs = 1600 -> the 2000 minimum
-    assert r.metrics["steps"] == schedule.AUTO_MIN_STEPS
+    # 800 training pairs / 100 = 8 steps per epoch, AUTO_EPOCHS of them
+    assert r.metrics["steps"] == schedule.AUTO_EPOCHS * 8 > schedule.AUTO_MIN_STEPS
     hist = _history(r.run_dir)
     # one check per epoch (8 steps) is too often: every MIN_VALIDATION_STEPS instead
     checked = [h["step"] for h in hist if "val_loss" in h]
