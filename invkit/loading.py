@@ -155,10 +155,11 @@ def load_run(run_dir: Any, device: str | torch.device = "cpu"
     check_config_file(run_dir, cfg, "use")
     if not ckpt.get("complete", True):
         step = ckpt["state"].get("step", "?")
+        of = (f"{cfg.train.steps} (train.steps)" if cfg.train.steps
+              else "the steps planned from the budget (train.steps = 0)")
         warnings.warn(InvkitWarning(
             f"{str(run_dir)!r} is an unfinished run: its checkpoint is from step {step} of "
-            f"{cfg.train.steps or 'auto'} (train.steps), so its posterior is only partly "
-            f"trained. "
+            f"{of}, so its posterior is only partly trained. "
             f"Finish training with: invkit run --resume {str(run_dir)}"), stacklevel=2)
     dev = torch.device(device) if not isinstance(device, torch.device) else device
     problem = checkpoint_problem(ckpt, cfg, run_dir)
