@@ -38,6 +38,9 @@ from torch import Tensor
 from invkit.errors import InvkitError
 from invkit.simulation.blocks import BlockFailed, BlockRunner, as_numpy
 
+WAIT_S = 0.25
+"""Longest wait for a worker's block before the main thread looks at signals again."""
+
 _RUNNER: BlockRunner | None = None
 """The worker's runner, set by :func:`_init_worker` (one per worker process)."""
 
@@ -107,7 +110,10 @@ class Pool:
                                              initializer=_init_worker,
                                              initargs=(self.runner,))
         try:
-            self._executor.submit(_ping).result()  # starts every worker now
+            started = self._executor.submit(_ping)  # starts every worker now
+            while not started.done():
+                wait([started], timeout=WAIT_S)  # timed: see run()
+            started.result()
         except BaseException as exc:
             self._kill()
             if isinstance(exc, BrokenProcessPool):
@@ -129,7 +135,10 @@ class Pool:
             return
         pending: set[Future[Any]] = {self._executor.submit(_work, k, rows) for k, rows in tasks}
         while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            # a timed wait: Ctrl-C may be delivered to any thread of the process, and only the
+            # main thread's return to Python runs its handler; an untimed wait on workers
+            # that never finish would never return to it
+            done, pending = wait(pending, timeout=WAIT_S, return_when=FIRST_COMPLETED)
             failed = None
             for fut in done:
                 try:

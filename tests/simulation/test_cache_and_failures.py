@@ -88,7 +88,9 @@ def test_ctrl_c_with_workers_keeps_blocks_and_leaves_no_processes(tmp_path):
         while len(_blocks(cache)) < 2 and time.monotonic() < deadline:
             time.sleep(0.005)
         stall.touch()
-        os.kill(os.getpid(), signal.SIGINT)
+        # delivered to this thread, not the main one: a Ctrl-C may reach any thread, and the
+        # main thread must still notice it while it waits for the (now stalled) workers
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
 
     before = _children()
     before_mp = {p.pid for p in multiprocessing.active_children()}
