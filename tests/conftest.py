@@ -12,6 +12,18 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _ctrl_c_raises():
+    """SIGINT raises KeyboardInterrupt in every test, as in a terminal. A test run started in
+    the background by a non-interactive shell (``cmd &``, as CI scripts may) inherits SIGINT
+    ignored, and the tests that press Ctrl-C on themselves would wait forever for it."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+@pytest.fixture(autouse=True)
 def _threads():
     # CI machines have 2 cores; more threads than cores only adds contention
     torch.set_num_threads(min(2, torch.get_num_threads()))
