@@ -47,7 +47,8 @@ def test_trains_end_to_end(tmp_path):
                  "--set", "eval.plots=false", "--set", "eval.reference=none",
                  "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["simulations"]["train"] == 2000
+    # the budget, less invkit's default 10% validation split
+    assert (metrics["simulations"]["train"], metrics["simulations"]["validation"]) == (1800, 200)
     post = invkit.load(out)
     x = post.sample(model.positions(np.array([[0.1, 0.3]]))[0], 100)
     assert x.shape == (100, 2)
