@@ -10,7 +10,7 @@ from invkit_gmm import mixture
 # CPU; docs/performance.md has the measurements behind it. Small batches and many steps pay: MMD
 # costs grow with the square of the batch, its gradient quality much more slowly.
 # The INN's own training (Ardizzone et al.): invkit's defaults for a new problem are the cINN
-# recipe (docs/guide/plugins.md), so the INN and the optimiser it was tuned with are named here.
+# recipe (docs/guide/plugin.md), so the INN and the optimiser it was tuned with are named here.
 INN = {"model.kind": "inn", "train.lr": 1e-3, "train.betas": [0.8, 0.9],
        "data.validation": 0.0, "train.patience": 0, "train.keep_best": False}
 DEFAULT = {

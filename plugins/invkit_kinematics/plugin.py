@@ -17,7 +17,7 @@ from invkit_kinematics import arm, exact
 # 512-512; weights: fit (MSE) 0.01, latent MMD 300, inverse MMD 400; padding noise 0.05,
 # y noise 0.01; batch 1024; lr 1e-3. The authors' reconstruction weight is 0.5 * lambda_y.
 # The INN of Ardizzone et al. with the optimiser it was tuned with (invkit's defaults for a new
-# problem are the cINN recipe, docs/guide/plugins.md); --set model=cinn keeps these settings.
+# problem are the cINN recipe, docs/guide/plugin.md); --set model=cinn keeps these settings.
 _PUBLISHED: dict[str, Any] = {
     "model.kind": "inn",
     "train.betas": [0.8, 0.9],
