@@ -22,6 +22,7 @@ Run:  OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/kinematics_time_to_qualit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -63,7 +64,8 @@ def score(model: torch.nn.Module, problem: Any, targets: torch.Tensor, ref: torc
     return post, resim
 
 
-def curve(kind: str, args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
+def curve(label: str, kind: str, args: argparse.Namespace,
+          overrides: dict[str, Any]) -> dict[str, Any]:
     sets = {**overrides, "model.kind": kind, "train.checkpoint_every": args.every,
             "eval.plots": False}
     if args.steps:
@@ -79,10 +81,14 @@ def curve(kind: str, args: argparse.Namespace, overrides: dict[str, Any]) -> dic
     def on_checkpoint(trainer: Trainer) -> None:
         clock["cpu"] += time.process_time() - clock["cpu0"]
         clock["wall"] += time.perf_counter() - clock["wall0"]
-        post, resim = score(trainer.model, problem, targets, ref, args.samples, args.seed + 3)
+        # mid-run: what training would end with if it stopped here (the average, with
+        # train.ema); after fit the model already holds what it ended with
+        with contextlib.nullcontext() if clock.get("done") else trainer.averaged():
+            post, resim = score(trainer.model, problem, targets, ref, args.samples,
+                                args.seed + 3)
         points.append({"step": trainer.step, "cpu_s": clock["cpu"], "wall_s": clock["wall"],
                        "err_post": post, "err_resim": resim})
-        print(f"  {kind} step {trainer.step:6d}  {clock['cpu']:7.1f} CPU s  "
+        print(f"  {label} step {trainer.step:6d}  {clock['cpu']:7.1f} CPU s  "
               f"{clock['wall']:7.1f} s  Err_post {post:.5f}  Err_resim {resim:.5f}", flush=True)
         clock["cpu0"], clock["wall0"] = time.process_time(), time.perf_counter()
 
@@ -90,8 +96,9 @@ def curve(kind: str, args: argparse.Namespace, overrides: dict[str, Any]) -> dic
     data_s = trainer.prepare_data()
     clock["cpu0"], clock["wall0"] = time.process_time(), time.perf_counter()
     trainer.fit()
+    clock["done"] = 1.0
     on_checkpoint(trainer)  # the end (fit does not call back for the last step)
-    return {"kind": kind, "steps": cfg.train.steps, "data_s": data_s,
+    return {"label": label, "kind": kind, "steps": cfg.train.steps, "data_s": data_s,
             "config": {k: v for k, v in cfg.to_dict().items() if k in ("model", "train", "data")},
             "points": points}
 
@@ -105,7 +112,7 @@ def figure(curves: list[dict[str, Any]], path: Path, labels: dict[str, str]) -> 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for c in curves:
         t = [p["cpu_s"] for p in c["points"]]
-        lab = labels.get(c["kind"], c["kind"])
+        lab = labels.get(c["label"], c["label"])
         axes[0].plot(t, [p["err_post"] for p in c["points"]], marker=".", label=lab)
         axes[1].plot(t, [p["err_resim"] for p in c["points"]], marker=".", label=lab)
     for ax, name in zip(axes, ("Err_post (exact reference)", "Err_resim")):
@@ -124,11 +131,14 @@ def figure(curves: list[dict[str, Any]], path: Path, labels: dict[str, str]) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", default="inn,cinn")
+    parser.add_argument("--models", default="inn,cinn",
+                        help="model kinds, or LABEL=KIND to train one kind twice")
     parser.add_argument("--preset", default="default")
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE for all models")
     parser.add_argument("--inn-set", action="append", default=[], help="KEY=VALUE, INN only")
     parser.add_argument("--cinn-set", action="append", default=[], help="KEY=VALUE, cINN only")
+    parser.add_argument("--model-set", action="append", default=[],
+                        help="LABEL:KEY=VALUE, for the model of that label only")
     parser.add_argument("--steps", type=int, default=0, help="0: the preset's")
     parser.add_argument("--every", type=int, default=500, help="steps between scores")
     parser.add_argument("--targets", type=int, default=200)
@@ -145,14 +155,25 @@ def main() -> None:
     header("Time to quality on the arm (exact reference)")
     common = parse_sets(args.set)
     own = {"inn": parse_sets(args.inn_set), "cinn": parse_sets(args.cinn_set)}
+    by_label: dict[str, list[str]] = {}
+    for item in args.model_set:
+        label, _, kv = item.partition(":")
+        by_label.setdefault(label, []).append(kv)
     curves = []
-    for kind in args.models.split(","):
-        curves.append(curve(kind, args, {**common, **own.get(kind, {})}))
     labels = {"inn": "INN (model.kind=inn)", "cinn": "cINN (model.kind=cinn)"}
+    for item in args.models.split(","):
+        label, _, kind = item.partition("=")
+        kind = kind or label
+        extra = parse_sets(by_label.get(label, []))
+        if extra and label not in labels:
+            labels[label] = f"{labels.get(kind, kind)}, " + ", ".join(
+                f"{k}={v}" for k, v in extra.items())
+        curves.append(curve(label, kind, args,
+                            {**common, **own.get(kind, {}), **extra}))
     lines = [f"# Time to quality: {args.targets} held-out targets x {args.samples} samples, "
              f"exact reference, seed {args.seed}\n"]
     for c in curves:
-        lines.append(f"## {labels.get(c['kind'], c['kind'])}, {c['steps']} steps "
+        lines.append(f"## {labels.get(c['label'], c['label'])}, {c['steps']} steps "
                      f"(data {c['data_s']:.1f} s)\n")
         lines.append(table(["step", "training CPU s", "training wall s", "Err_post",
                             "Err_resim"],

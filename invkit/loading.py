@@ -165,7 +165,7 @@ def load_run(run_dir: Any, device: str | torch.device = "cpu"
     problem = checkpoint_problem(ckpt, cfg, run_dir)
     model = build_model(cfg.model, problem.dim_x, problem.dim_y, cfg.seed)
     try:
-        model.load_state_dict(ckpt["state"]["model"])
+        model.load_state_dict(_weights(ckpt))
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(
             f"The weights in {str(run_dir)!r} do not fit the network its config describes "
@@ -174,6 +174,17 @@ def load_run(run_dir: Any, device: str | torch.device = "cpu"
         ) from None
     y_range = ckpt.get("data") if isinstance(ckpt.get("data"), dict) else None
     return Posterior(model, problem, cfg, dev, y_range=y_range), cfg, ckpt
+
+
+def _weights(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The weights to sample with: an unfinished run trained with train.ema is sampled with
+    its weight average, as the finished run would be (its "model" holds the raw weights the
+    resumed training continues from)."""
+    state = ckpt["state"]
+    average = state.get("weight_average")
+    if ckpt.get("complete", True) or not isinstance(average, dict):
+        return state["model"]
+    return {**state["model"], **average["weights"]}
 
 
 def load_posterior(run_dir: Any, device: str | torch.device = "cpu") -> Posterior:

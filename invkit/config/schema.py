@@ -125,6 +125,11 @@ class TrainConfig:
     betas: list[float] = setting([0.9, 0.999], "Adam's beta1, beta2", ge=0, lt=1, length=2)
     eps: float = setting(1e-6, "Adam's epsilon", ge=0)
     weight_decay: float = setting(2e-5, "Adam's weight decay", ge=0)
+    ema: float = setting(
+        0.995, "decay of an exponential moving average of the weights (Polyak averaging): "
+               "validation checks, train.keep_best and the saved model use the average, "
+               "which carries less of the last steps' gradient noise; 0: the last weights",
+        ge=0, lt=1)
     grad_clamp: float = setting(15.0, "element-wise gradient clamp; 0 disables", ge=0)
     grad_clip_norm: float = setting(0.0, "gradient norm clipping; 0 disables", ge=0)
     lambda_y: float = setting(3.0, "weight of L_y, the forward fit (mean squared error)", ge=0)

@@ -27,6 +27,7 @@ from invkit.models.kinds import build_model
 from invkit.problem import Problem
 from invkit.progress import ProgressBar
 from invkit.signals import StopRequest, deferred
+from invkit.training.averaging import WeightAverage
 from invkit.training.data import Dataset, generate
 from invkit.training.losses import inverse_weight_ramp
 from invkit.training.objectives import build_objective, set_standardisation, total_loss
@@ -74,7 +75,8 @@ class Trainer:
         if self.dist is not None:
             self.objective = distributed.wrap_objective(self.objective, self.dist, t.batch_size)
             self.progress = progress and self.dist.is_main
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        named = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        params = list(named.values())
         # fused Adam (one kernel for all parameters) where torch has it: 1.12x the training
         # step of the default foreach Adam at the gmm default preset on one CPU core
         fused = device.type in ("cpu", "cuda")
@@ -82,6 +84,8 @@ class Trainer:
         self.optimizer = torch.optim.Adam(params, lr=t.lr, betas=tuple(t.betas), eps=t.eps,
                                           weight_decay=t.weight_decay, fused=fused or None)
         self._params = params
+        # train.ema: validation, keep_best and the saved model use the weights' moving average
+        self.average = WeightAverage(named, t.ema) if t.ema > 0 else None
         self.gen = make_generator(device, cfg.seed + 1)  # batches and training noise
         self.step = 0
         self.started = False  # whether a step ran in this process (a run worth keeping)
@@ -218,6 +222,8 @@ class Trainer:
                 x, y = first if first is not None else self.data.batch(t.batch_size, self.gen)
                 first = None
                 acc += self._step_fn(x, y, weight)
+                if self.average is not None:
+                    self.average.update()
                 self.loss_acc_n += 1
                 self.step += 1
                 self.started = True
@@ -230,8 +236,9 @@ class Trainer:
                 status = ""
                 if self.validation is not None and (self.step % every == 0
                                                     or self.step == total):
-                    val, done_early = self.validation.check(distributed.unwrap(self.objective),
-                                                            self.model, self.step)
+                    with self.averaged():
+                        val, done_early = self.validation.check(
+                            distributed.unwrap(self.objective), self.model, self.step)
                     if self.plateau is not None:
                         self.plateau.update(self.validation.best_step == self.step)
                     if self.history and self.history[-1]["step"] == self.step:
@@ -248,8 +255,9 @@ class Trainer:
                     self._checkpoint()
         self.train_time_s = time.perf_counter() - t_start
         self._check_finite()  # the last optimizer step must not hand NaN weights to the saver
-        if self.validation is not None:
-            self.validation.restore_best(self.model)
+        restored = self.validation is not None and self.validation.restore_best(self.model)
+        if self.average is not None and not restored:
+            self.average.copy_to_model()
         self.model.eval()
         return TrainResult(self.model, self.history, self.step, self.train_time_s, data_time)
 
@@ -298,6 +306,16 @@ class Trainer:
         self.last_checkpoint_step = self.step
 
     @contextmanager
+    def averaged(self) -> Iterator[None]:
+        """Inside: the model holds the weights a validation check scores and training ends
+        with (their moving average with train.ema, else its own); after: its own again."""
+        if self.average is None:
+            yield
+        else:
+            with self.average.applied():
+                yield
+
+    @contextmanager
     def _stop_flag(self) -> Iterator[StopRequest]:
         if self.stop is not None:
             yield self.stop
@@ -318,6 +336,7 @@ class Trainer:
             "loss_acc_n": self.loss_acc_n,
             **({"validation": self.validation.state_dict()} if self.validation else {}),
             **({"lr_schedule": self.plateau.state_dict()} if self.plateau else {}),
+            **({"weight_average": self.average.state_dict()} if self.average else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -338,4 +357,11 @@ class Trainer:
                 self._pending_validation = state["validation"]
         if self.plateau is not None and "lr_schedule" in state:
             self.plateau.load_state_dict(state["lr_schedule"])
+        if self.average is not None:
+            if "weight_average" in state:
+                self.average.load_state_dict(state["weight_average"])
+            else:  # a checkpoint from before train.ema: start the average where it stands
+                self.average = WeightAverage(
+                    {n: p for n, p in self.model.named_parameters() if p.requires_grad},
+                    self.cfg.train.ema)
         self.last_checkpoint_step = self.step

@@ -12,7 +12,7 @@ from invkit_gmm import mixture
 # The INN's own training (Ardizzone et al.): invkit's defaults for a new problem are the cINN
 # recipe (docs/guide/plugin.md), so the INN and the optimiser it was tuned with are named here.
 INN = {"model.kind": "inn", "train.lr": 1e-3, "train.betas": [0.8, 0.9],
-       "data.validation": 0.0, "train.patience": 0, "train.keep_best": False}
+       "data.validation": 0.0, "train.patience": 0, "train.keep_best": False, "train.ema": 0.0}
 DEFAULT = {
     **INN, "model.n_blocks": 6, "model.subnet_width": 128, "model.subnet_depth": 2,
     "train.batch_size": 256, "train.steps": 4000, "train.lambda_y": 30.0,

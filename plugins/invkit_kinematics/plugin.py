@@ -24,6 +24,7 @@ _PUBLISHED: dict[str, Any] = {
     "data.validation": 0.0,
     "train.patience": 0,
     "train.keep_best": False,
+    "train.ema": 0.0,
     "model.block": "glow",
     "model.n_blocks": 7,
     "model.clamp": 2.0,
