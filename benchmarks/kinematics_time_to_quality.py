@@ -1,20 +1,23 @@
 """Time to quality on the arm: Err_post against the exact posterior along training, INN and cINN.
 
 Each model is trained with a preset (``--preset``, default ``default``; ``--set`` overrides
-for all models, ``--inn-set`` / ``--cinn-set`` for one) by invkit's own trainer, and every
-``--every`` steps the training is paused and scored: ``--targets`` held-out targets (the run's
+for all models, ``--inn-set`` / ``--cinn-set`` for one kind, ``--model-set LABEL:KEY=VALUE``
+for one labelled model, e.g. ``--models cinn,cinn-ema=cinn``) by invkit's own trainer, and
+every ``--every`` steps the training is paused and scored: ``--targets`` held-out targets (the run's
 own, as ``invkit run`` evaluates) x ``--samples`` samples against the exact posterior
 (``invkit_kinematics.exact``, drawn once), and Err_resim. The scoring time is not counted:
-the curve's seconds are the training's own, as CPU seconds of the process (on a shared machine
-the wall clock also counts other jobs' time; run it with one thread pinned to one core) and
-as wall seconds. The learning-rate schedule is the preset's (cosine over all its steps), so
-a point halfway is a half-trained model, not one trained for half the time.
+with ``train.ema`` a paused model is scored with its weight average, as training would end
+there. The curve's seconds are the training's own, as CPU seconds of the process (on a
+shared machine the wall clock also counts other jobs' time; run it with one thread pinned to
+one core) and as wall seconds. The learning-rate schedule is the preset's (cosine over all
+its steps), so a point halfway is a half-trained model, not one trained for half the time.
 
 Writes a markdown table (``--out``, with a ``.json``) and, with ``--figure``, the figure:
 Err_post and Err_resim against training seconds, one line per model.
 
 Run:  OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/kinematics_time_to_quality.py
-          --threads 1 [--models inn,cinn] [--every 500] [--targets 200] [--samples 2000]
+          --threads 1 [--models inn,cinn[,LABEL=KIND]] [--model-set LABEL:KEY=VALUE]
+          [--every 500] [--targets 200] [--samples 2000]
           [--figure docs/_static/kinematics-time-to-quality.png] [--out runs/ttq.md]
       --quick: 300 steps, scored every 100, 20 targets x 200 samples.
 """
