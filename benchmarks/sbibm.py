@@ -69,8 +69,26 @@ def run_one(task: str, budget: int, args: argparse.Namespace, extra: dict[str, s
         "train_time_s": m["train_time_s"], "steps": m["steps"],
         "best_step": m.get("val_best_step"), "c2st_time_s": m.get("c2st_time_s"),
         "npe": NPE_PUBLISHED.get((task, budget)), "wall_s": time.perf_counter() - t0,
-        "set": extra,
+        "set": extra, "nll": held_out_nll(result.run_dir),
     }
+
+
+def held_out_nll(run_dir: Path, n: int = 10_000) -> float | None:
+    """Mean -log q(x | y) over the run's held-out pairs (its test split, never trained on):
+    a finer measure than C2ST of how far the learnt posterior is, on average over y.
+    None for a model without a density."""
+    import torch
+
+    import invkit
+    from invkit.training.data import held_out_split
+
+    posterior = invkit.load(run_dir)
+    if not posterior.has_density:
+        return None
+    x, y = held_out_split(posterior.problem, posterior.config.data, posterior.config.seed,
+                          torch.device("cpu"))
+    with torch.no_grad():
+        return float(-posterior.log_prob(x[:n], y[:n]).mean())
 
 
 def _model_words(cfg: Any) -> str:
@@ -97,12 +115,13 @@ def markdown(rows: list[dict[str, Any]], argv: list[str], threads: int, total_s:
         "",
     ]
     body = table(
-        ["task", "budget", "model", "C2ST mean (min-max)", "train s", "steps (best)",
-         "NPE (published)", "target met"],
+        ["task", "budget", "model", "C2ST mean (min-max)", "held-out NLL", "train s",
+         "steps (best)", "NPE (published)", "target met"],
         [[r["task"], f"{r['budget']:.0e}".replace("+0", ""), r["model"],
           "-" if r["c2st_mean"] is None else
           f"{r['c2st_mean']:.3f} ({r['c2st_min']:.3f}-{r['c2st_max']:.3f})",
-          f"{r['train_time_s']:.0f}", f"{r['steps']} ({r['best_step']})",
+          "-" if r.get("nll") is None else f"{r['nll']:.3f}", f"{r['train_time_s']:.0f}",
+          f"{r['steps']} ({r['best_step']})",
           "-" if r["npe"] is None else f"{r['npe']:.3f}", _target(r)] for r in rows])
     return "\n".join([*head, body]) + "\n"
 

@@ -4,7 +4,7 @@ At a learning rate that still makes progress, the weights after any one step car
 gradient noise: the validation loss stalls above what the network can represent, while the
 training loss keeps falling (the network fits its training pairs instead). Averaging the
 trajectory removes most of that noise at no cost in steps. On sbibm's gaussian_linear at 1e5
-simulations the held-out NLL went from -0.725 to -0.773 (the exact posterior's: -0.789) with
+simulations the held-out NLL went from -0.725 to -0.772 (the exact posterior's: -0.789) with
 ``train.ema = 0.995``; docs/guide/plugin.md has the whole table.
 
 Where the average is used: every validation check scores it (so ``train.keep_best`` keeps the
