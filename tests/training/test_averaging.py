@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-
 import pytest
 import torch
 
@@ -113,28 +110,15 @@ def test_without_ema_the_run_is_what_it_was(tmp_path):
     assert "weight_average" not in _state(r.run_dir)
 
 
-def test_interrupted_and_resumed_ends_as_an_uninterrupted_run(tmp_path, monkeypatch):
+def test_interrupted_and_resumed_ends_as_an_uninterrupted_run(tmp_path, sigterm_at_step):
     from invkit.api import resume
     from invkit.errors import TrainingInterrupted
     from invkit.loading import load_posterior
-    from invkit.training.cinn_objective import MaxLikelihoodObjective
 
     opts = {"train.ema": 0.9, "train.keep_best": True}
     whole = _train(tmp_path, "whole", **opts)
-    original = MaxLikelihoodObjective.forward
-    calls = {"n": 0}
-
-    def forward(self, *args, **kwargs):
-        if self.training:
-            calls["n"] += 1
-            if calls["n"] == 137:
-                os.kill(os.getpid(), signal.SIGTERM)
-        return original(self, *args, **kwargs)
-
-    with monkeypatch.context() as m:
-        m.setattr(MaxLikelihoodObjective, "forward", forward)
-        with pytest.raises(TrainingInterrupted):
-            _train(tmp_path, "part", **opts)
+    with sigterm_at_step(137), pytest.raises(TrainingInterrupted):
+        _train(tmp_path, "part", **opts)
     part = tmp_path / "part"
     state = _state(part)
     assert state["step"] == 137 and state["weight_average"]["updates"] == 137

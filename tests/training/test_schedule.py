@@ -133,15 +133,11 @@ def test_plateau_run_decays_stops_early_and_keeps_the_best(tmp_path):
 
 
 def test_plateau_run_interrupted_and_resumed_ends_as_an_uninterrupted_one(tmp_path,
-                                                                           monkeypatch):
+                                                                           sigterm_at_step):
     """Stopped by a signal mid-run (after the rate has decayed), then resumed: the same
     weights, rates and validation record as the run that was never stopped."""
     pytest.importorskip("invkit_linear_gaussian")
-    import os
-    import signal
-
     from invkit.errors import TrainingInterrupted
-    from invkit.training.cinn_objective import MaxLikelihoodObjective
 
     opts = {"train.steps": 300, "train.lr_schedule": "plateau", "train.lr_patience": 1,
             "train.patience": 100, "train.keep_best": True, "train.lr": 3e-3,
@@ -150,20 +146,8 @@ def test_plateau_run_interrupted_and_resumed_ends_as_an_uninterrupted_one(tmp_pa
             # average's resume is tests/training/test_averaging.py's
             "train.ema": 0.0}
     whole = _train(tmp_path, "whole", **opts)
-    original = MaxLikelihoodObjective.forward
-    calls = {"n": 0}
-
-    def forward(self, *args, **kwargs):
-        if self.training:
-            calls["n"] += 1
-            if calls["n"] == 237:
-                os.kill(os.getpid(), signal.SIGTERM)
-        return original(self, *args, **kwargs)
-
-    with monkeypatch.context() as m:
-        m.setattr(MaxLikelihoodObjective, "forward", forward)
-        with pytest.raises(TrainingInterrupted):
-            _train(tmp_path, "part", **opts)
+    with sigterm_at_step(237), pytest.raises(TrainingInterrupted):
+        _train(tmp_path, "part", **opts)
     part = tmp_path / "part"
     state = torch.load(part / "model.pt", weights_only=True)["state"]
     assert state["step"] == 237 and state["lr_schedule"]["decays"] >= 1
