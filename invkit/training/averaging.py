@@ -5,7 +5,7 @@ gradient noise: the validation loss stalls above what the network can represent,
 training loss keeps falling (the network fits its training pairs instead). Averaging the
 trajectory removes most of that noise at no cost in steps. On sbibm's gaussian_linear at 1e5
 simulations the held-out NLL went from -0.725 to -0.772 (the exact posterior's: -0.789) with
-``train.ema = 0.995``; docs/guide/plugin.md has the whole table.
+``train.ema = 0.995``; docs/performance.md has the whole sbibm table.
 
 Where the average is used: every validation check scores it (so ``train.keep_best`` keeps the
 best average and ``train.patience`` watches it), and the model saved at the end is the average
@@ -61,6 +61,12 @@ class WeightAverage:
     def copy_to_model(self) -> None:
         """Replace the model's weights by the average (the end of training)."""
         torch._foreach_copy_(self.params, self.shadow)
+
+    @torch.no_grad()
+    def restart(self) -> None:
+        """Start the average afresh at the model's current weights (a checkpoint without one)."""
+        torch._foreach_copy_(self.shadow, [p.detach() for p in self.params])
+        self.updates = 0
 
     def state_dict(self) -> dict[str, Any]:
         """The average by parameter name: a model's state dict updated with ``weights`` is the

@@ -361,7 +361,5 @@ class Trainer:
             if "weight_average" in state:
                 self.average.load_state_dict(state["weight_average"])
             else:  # a checkpoint from before train.ema: start the average where it stands
-                self.average = WeightAverage(
-                    {n: p for n, p in self.model.named_parameters() if p.requires_grad},
-                    self.cfg.train.ema)
+                self.average.restart()
         self.last_checkpoint_step = self.step

@@ -134,3 +134,15 @@ def test_interrupted_and_resumed_ends_as_an_uninterrupted_run(tmp_path, sigterm_
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert a["validation"]["best_step"] == b["validation"]["best_step"]
+
+
+def test_restart_starts_the_average_at_the_current_weights():
+    """What resuming a checkpoint written without train.ema does."""
+    params = _params()
+    avg = WeightAverage(params, decay=0.9)
+    with torch.no_grad():
+        params["b"].fill_(7.0)
+    avg.update()
+    assert not torch.equal(avg.shadow[1], params["b"].detach())
+    avg.restart()
+    assert avg.updates == 0 and torch.equal(avg.shadow[1], params["b"].detach())
