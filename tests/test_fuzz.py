@@ -8,8 +8,10 @@ two steps, appended after the fuzzed settings so that it always wins.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -178,12 +180,23 @@ def _exit_code(argv: list[str], capsys) -> tuple[int, str]:
     return code, err
 
 
+@contextlib.contextmanager
+def _working_folder(path: str):
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 @FEW
 @given(pairs=st.lists(pairs, min_size=1, max_size=3),
        seed=st.one_of(st.none(), st.integers(-5, 2**33)))
 def test_cli_run_with_fuzzed_settings_exits_0_or_2(pairs, seed, capsys):
     sets = [a for k, v in pairs for a in ("--set", f"{k}={v}")]
-    with tempfile.TemporaryDirectory() as tmp:
+    # in the temporary folder: a fuzzed relative path (data.cache=..., say) lands there
+    with tempfile.TemporaryDirectory() as tmp, _working_folder(tmp):
         out = Path(tmp) / "run"
         argv = ["run", "gmm", "--preset", "quick", "--quiet", "--no-eval", *sets, *BUDGET,
                 "--out", str(out)]
