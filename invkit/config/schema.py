@@ -69,6 +69,16 @@ class ModelConfig:
         ge=0)
     cond_width: int = setting(128, "cinn only: hidden units of the conditioning feature net",
                               gt=0)
+    noise_level_input: bool = setting(
+        False, "cinn only: train on a range of smoothings instead of one: each training pair's "
+               "y gets noise train.y_noise * u * N(0, I) with u ~ U(0, 1), and u conditions the "
+               "network beside y; samples and densities use u = model.noise_level_sampled. "
+               "The sharp posterior (u = 0) then borrows what the network learns from the "
+               "smoothed ones (SoftFlow's idea, applied to y); needs train.y_noise > 0")
+    noise_level_sampled: float = setting(
+        0.0, "cinn with model.noise_level_input: the noise level u in [0, 1] (a fraction of "
+             "train.y_noise) that samples and densities condition on; 0: the observation "
+             "as exact", ge=0, le=1)
 
 
 @dataclass

@@ -20,6 +20,11 @@ random permutation. y is standardised the same way and, with ``model.cond_featur
 passed through a small learned feature network (shared by all blocks) before it conditions
 the couplings; with ``cond_features = 0`` (the default) the couplings see the standardised y.
 
+Noise level as a condition (``noise_level_input``): training then smooths each pair's y by a
+random fraction u of the training noise and appends u to the condition, so one network learns
+the whole family q(x | y, u) of smoothed posteriors; sampling and densities use the fixed
+level ``noise_level_sampled`` (0: the observation taken as exact).
+
 One-dimensional x: a coupling block needs two halves, so x is padded with one auxiliary
 coordinate e ~ N(0, 1), drawn fresh for every training pair. The flow then models
 q(x, e | y); at the maximum-likelihood optimum e is independent of (x, y), so
@@ -54,6 +59,7 @@ class ConditionalINN(nn.Module):
     def __init__(self, dim_x: int, dim_y: int, *, block: str = "glow", n_blocks: int = 8,
                  subnet_width: int = 256, subnet_depth: int = 2, clamp: float = 2.0,
                  leaky_slope: float = 0.01, cond_features: int = 0, cond_width: int = 128,
+                 noise_level_input: bool = False, noise_level_sampled: float = 0.0,
                  seed: int = 0, spline_bins: int = 8, spline_bound: float = 3.0) -> None:
         super().__init__()
         if dim_x < 1 or dim_y < 1:
@@ -61,14 +67,20 @@ class ConditionalINN(nn.Module):
         self.dim_x, self.dim_y = dim_x, dim_y
         self.dim_in = max(2, dim_x)  # a coupling block needs two halves
         self.n_aux = self.dim_in - dim_x
-        self.dim_cond = cond_features or dim_y
+        if not 0.0 <= noise_level_sampled <= 1.0:
+            raise ConfigError(f"model.noise_level_sampled must be in [0, 1] (a fraction of "
+                              f"train.y_noise), got {noise_level_sampled!r}.")
+        self.noise_level_input = bool(noise_level_input)
+        self.noise_level_sampled = float(noise_level_sampled)
+        dim_c = dim_y + int(self.noise_level_input)  # y, and the noise level if it conditions
+        self.dim_cond = cond_features or dim_c
         # fixed standardisation of x and y (set from data by ``init_standardisation``)
         standardisation.add_buffers(self, dim_x, dim_y)
         with seeded(seed):
             self.cond_net: nn.Module | None = None
             if cond_features:
                 self.cond_net = nn.Sequential(
-                    nn.Linear(dim_y, cond_width), nn.LeakyReLU(leaky_slope),
+                    nn.Linear(dim_c, cond_width), nn.LeakyReLU(leaky_slope),
                     nn.Linear(cond_width, cond_width), nn.LeakyReLU(leaky_slope),
                     nn.Linear(cond_width, cond_features),
                 )
@@ -88,22 +100,29 @@ class ConditionalINN(nn.Module):
         """Set the fixed affine maps of x and y from a batch (mean, std; constant dims: 1)."""
         standardisation.set_from_batch(self, x, y)
 
-    def conditions(self, y: Tensor) -> Tensor:
-        """What the coupling blocks see: standardised y, through the feature network if any."""
+    def conditions(self, y: Tensor, level: Tensor | None = None) -> Tensor:
+        """What the coupling blocks see: standardised y (and the noise level, with
+        ``noise_level_input``; ``level`` of shape (n, 1), default ``noise_level_sampled``),
+        through the feature network if any."""
         c = (y - self.y_shift) / self.y_scale
+        if self.noise_level_input:
+            if level is None:
+                level = c.new_full((c.shape[0], 1), self.noise_level_sampled)
+            c = torch.cat([c, level], 1)
         return self.cond_net(c) if self.cond_net is not None else c
 
     def _log_scale(self) -> Tensor:
         return torch.log(self.x_scale).sum()
 
     # -- directions ------------------------------------------------------------------------
-    def encode(self, x: Tensor, y: Tensor, aux: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def encode(self, x: Tensor, y: Tensor, aux: Tensor | None = None,
+               level: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """z = f(x; y) and log|det df/dx| (standardisation included). ``aux``: the auxiliary
-        coordinate of 1-D problems (default 0)."""
+        coordinate of 1-D problems (default 0); ``level``: see ``conditions``."""
         u = (x - self.x_shift) / self.x_scale
         if self.n_aux:
             u = torch.cat([u, aux if aux is not None else u.new_zeros(u.shape[0], self.n_aux)], 1)
-        z, log_jac = run_chain(self.net, u, self.conditions(y))
+        z, log_jac = run_chain(self.net, u, self.conditions(y, level))
         return z, log_jac - self._log_scale()
 
     def decode(self, z: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -127,10 +146,10 @@ class ConditionalINN(nn.Module):
             lp = lp + self.n_aux * _HALF_LOG_2PI  # minus log N(e = 0) per auxiliary coordinate
         return lp
 
-    def nll_terms(self, x: Tensor, y: Tensor, aux: Tensor | None = None
-                  ) -> tuple[Tensor, Tensor]:
+    def nll_terms(self, x: Tensor, y: Tensor, aux: Tensor | None = None,
+                  level: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Per row: (||z||^2 / 2, log|det df/dx|); -log q = the first - the second + const."""
-        z, log_jac = self.encode(x, y, aux)
+        z, log_jac = self.encode(x, y, aux, level)
         return 0.5 * z.square().sum(1), log_jac
 
     # -- what a posterior needs -------------------------------------------------------------

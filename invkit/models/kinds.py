@@ -42,7 +42,9 @@ def _inn(cfg: ModelConfig, dim_x: int, dim_y: int, seed: int) -> nn.Module:
 
 def _cinn(cfg: ModelConfig, dim_x: int, dim_y: int, seed: int) -> nn.Module:
     return ConditionalINN(dim_x, dim_y, cond_features=cfg.cond_features,
-                          cond_width=cfg.cond_width, seed=seed, **_network_args(cfg))
+                          cond_width=cfg.cond_width, noise_level_input=cfg.noise_level_input,
+                          noise_level_sampled=cfg.noise_level_sampled, seed=seed,
+                          **_network_args(cfg))
 
 
 MODEL_KINDS: dict[str, ModelKind] = {
