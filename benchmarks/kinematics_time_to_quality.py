@@ -13,7 +13,9 @@ one core) and as wall seconds. The learning-rate schedule is the preset's (cosin
 its steps), so a point halfway is a half-trained model, not one trained for half the time.
 
 Writes a markdown table (``--out``, with a ``.json``) and, with ``--figure``, the figure:
-Err_post and Err_resim against training seconds, one line per model.
+Err_post and Err_resim against training seconds, one line per model. ``--levels 0,0.5,1``
+scores a model trained with ``model.noise_level_input`` once more at the end, at each of
+those noise levels (``model.noise_level_sampled``), from the same weights.
 
 Run:  OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/kinematics_time_to_quality.py
           --threads 1 [--models inn,cinn[,LABEL=KIND]] [--model-set LABEL:KEY=VALUE]
@@ -101,9 +103,17 @@ def curve(label: str, kind: str, args: argparse.Namespace,
     trainer.fit()
     clock["done"] = 1.0
     on_checkpoint(trainer)  # the end (fit does not call back for the last step)
+    levels = []
+    if getattr(trainer.model, "noise_level_input", False):
+        for level in args.levels:
+            trainer.model.noise_level_sampled = level
+            post, resim = score(trainer.model, problem, targets, ref, args.samples, args.seed + 3)
+            levels.append({"level": level, "err_post": post, "err_resim": resim})
+            print(f"  {label} at noise level {level:g}: Err_post {post:.5f}  "
+                  f"Err_resim {resim:.5f}", flush=True)
     return {"label": label, "kind": kind, "steps": cfg.train.steps, "data_s": data_s,
             "config": {k: v for k, v in cfg.to_dict().items() if k in ("model", "train", "data")},
-            "points": points}
+            "points": points, "levels": levels}
 
 
 def figure(curves: list[dict[str, Any]], path: Path, labels: dict[str, str]) -> None:
@@ -150,8 +160,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps default")
     parser.add_argument("--figure", default="")
     parser.add_argument("--out", default="runs/time_to_quality.md")
+    parser.add_argument("--levels", default="",
+                        help="noise levels to score a model.noise_level_input model at, "
+                             "after training (comma-separated, in [0, 1])")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    args.levels = [float(v) for v in args.levels.split(",") if v.strip()]
     set_threads(args.threads)
     if args.quick:
         args.steps, args.every, args.targets, args.samples = 300, 100, 20, 200
@@ -183,6 +197,11 @@ def main() -> None:
                            [[str(p["step"]), f"{p['cpu_s']:.0f}", f"{p['wall_s']:.0f}",
                              f"{p['err_post']:.5f}", f"{p['err_resim']:.5f}"]
                             for p in c["points"]]))
+        if c["levels"]:
+            lines.append("\nat the end, by model.noise_level_sampled:\n")
+            lines.append(table(["noise level", "Err_post", "Err_resim"],
+                               [[f"{r['level']:g}", f"{r['err_post']:.5f}",
+                                 f"{r['err_resim']:.5f}"] for r in c["levels"]]))
         lines.append("")
     text = "\n".join(lines)
     print(text)
