@@ -61,11 +61,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "train.lambda_x": 1000.0, "train.mmd_x_y_scale": 3.0,
                 "train.batch_size": 500, "train.lambda_y": 30.0, "train.lambda_recon": 1.5,
                 "data.simulations": 1_000_000, "train.steps": 20_000,
-                # --set model=cinn: 10 blocks (6 were too few to bend its thin, curved
-                # posteriors: Err_post 0.0059 against the exact one, 10 give 0.0031;
-                # docs/tutorials/kinematics.md, "Depth")
+                # --set model=cinn: 16 narrow blocks (6 x 256 were too few to bend its thin,
+                # curved posteriors: Err_post 0.0059 against the exact one, 16 x 128 give
+                # 0.0035 and calibrated by |y|; docs/tutorials/kinematics.md, "Depth")
                 # (L_resim and the joint L_x do not apply to it: zero, so its config says so)
-                "cinn": {"model.n_blocks": 10, "model.subnet_width": 256,
+                "cinn": {"model.n_blocks": 16, "model.subnet_width": 128,
                          "train.batch_size": 1024,
                          "train.lambda_resim": 0.0, "train.mmd_x_y_scale": 0.0,
                          "train.steps": 8_000, "train.y_noise": 0.0025}},

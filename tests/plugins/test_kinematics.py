@@ -118,7 +118,7 @@ def test_presets_are_valid_config(preset: str) -> None:
     if preset == "default":  # the cINN's own block: depth for the thin, curved posteriors
         cinn = build_config("kinematics", spec.options, spec.presets, preset=preset,
                             overrides=[("model", "cinn")])
-        assert (cinn.model.n_blocks, cinn.model.subnet_width) == (10, 256)
+        assert (cinn.model.n_blocks, cinn.model.subnet_width) == (16, 128)
         assert cinn.train.y_noise == 0.0025 and cinn.train.steps == 8000
     if preset == "quick":
         assert cfg.train.steps <= 500 and cfg.model.subnet_width <= 64
