@@ -17,6 +17,7 @@ Run:  python benchmarks/train_threads.py --problem kinematics --set model.kind=c
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch
 
 from invkit.api import resolve
 from invkit.device import resolve_device
+from invkit.training.schedule import planned_steps
 from invkit.training.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,10 +49,11 @@ def fit_seconds(problem: str, preset: str, sets: dict[str, Any], steps: int,
     """(seconds of ``steps`` training steps, the preset's own train.steps)."""
     torch.set_num_threads(threads)
     cfg, prob = resolve(problem, preset, sets, seed=0)
-    full = cfg.train.steps
-    cfg_short, prob = resolve(problem, preset, {**sets, "train.steps": steps}, seed=0)
-    trainer = Trainer(prob, cfg_short, resolve_device("cpu"), progress=False)
+    schedule = dataclasses.replace(cfg.train)  # the preset's own (train.steps 0: the auto rule)
+    cfg.train.steps = steps
+    trainer = Trainer(prob, cfg, resolve_device("cpu"), progress=False)
     trainer.prepare_data()
+    full = planned_steps(schedule, int(trainer.data.x_train.shape[0]))
     t0 = time.perf_counter()
     trainer.fit()
     return time.perf_counter() - t0, full

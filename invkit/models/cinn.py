@@ -125,9 +125,11 @@ class ConditionalINN(nn.Module):
         z, log_jac = run_chain(self.net, u, self.conditions(y, level))
         return z, log_jac - self._log_scale()
 
-    def decode(self, z: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """x = g(z; y) and log|det dg/dz| (the auxiliary coordinate, if any, is dropped)."""
-        u, log_jac = run_chain(self.net, z, self.conditions(y), rev=True)
+    def decode(self, z: Tensor, y: Tensor, level: Tensor | None = None
+               ) -> tuple[Tensor, Tensor]:
+        """x = g(z; y) and log|det dg/dz| (the auxiliary coordinate, if any, is dropped);
+        ``level``: see ``conditions``."""
+        u, log_jac = run_chain(self.net, z, self.conditions(y, level), rev=True)
         x = u[:, :self.dim_x] * self.x_scale + self.x_shift
         return x, log_jac + self._log_scale()
 

@@ -31,7 +31,7 @@ class MaxLikelihoodObjective(nn.Module):
 
     def __init__(self, model: ConditionalINN, cfg: TrainConfig) -> None:
         super().__init__()
-        if getattr(model, "noise_level_input", False) and not cfg.y_noise > 0:
+        if model.noise_level_input and not cfg.y_noise > 0:
             raise ConfigError("model.noise_level_input=true draws each pair's noise level as a "
                               "fraction of train.y_noise, which is 0: set train.y_noise > 0 "
                               "(the largest smoothing, in the units of y) "

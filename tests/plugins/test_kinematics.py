@@ -115,7 +115,7 @@ def test_presets_are_valid_config(preset: str) -> None:
     if preset == "default":  # sampling speed needs narrow subnets
         assert cfg.model.subnet_width <= 128
         assert cfg.model.standardise  # Err_post 0.078 -> 0.045 (docs/performance.md)
-    if preset == "default":  # the cINN's own block: depth for the thin, curved posteriors
+        # the cINN's own block: depth for the thin, curved posteriors
         cinn = build_config("kinematics", spec.options, spec.presets, preset=preset,
                             overrides=[("model", "cinn")])
         assert (cinn.model.n_blocks, cinn.model.subnet_width) == (16, 128)
