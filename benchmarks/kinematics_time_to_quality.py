@@ -21,6 +21,7 @@ Run:  OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/kinematics_time_to_qualit
           --threads 1 [--models inn,cinn[,LABEL=KIND]] [--model-set LABEL:KEY=VALUE]
           [--every 500] [--targets 200] [--samples 2000]
           [--figure docs/_static/kinematics-time-to-quality.png] [--out runs/ttq.md]
+          [--with runs/earlier_ttq.json:inn]  (an earlier run's curves beside, not retrained)
       --quick: 300 steps, scored every 100, 20 targets x 200 samples.
 """
 
@@ -116,6 +117,25 @@ def curve(label: str, kind: str, args: argparse.Namespace,
             "points": points, "levels": levels}
 
 
+def earlier_curves(spec: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The curves named in ``JSON[:LABEL,...]`` (all without labels) of an earlier run, after
+    checking that it scored what this run scores."""
+    path, _, names = spec.partition(":")
+    saved = json.loads(Path(path).read_text())
+    for key in ("targets", "samples", "seed"):
+        if saved["args"][key] != getattr(args, key):
+            raise SystemExit(f"--with {path}: it scored with --{key} {saved['args'][key]}, "
+                             f"this run with {getattr(args, key)}; rerun one of them so both "
+                             "score the same held-out targets")
+    wanted = [n for n in names.split(",") if n]
+    found = {c["label"]: c for c in saved["curves"]}
+    missing = [n for n in wanted if n not in found]
+    if missing:
+        raise SystemExit(f"--with {path}: no curve labelled {', '.join(missing)}; it has "
+                         f"{', '.join(found)}")
+    return [found[n] for n in wanted] if wanted else list(found.values())
+
+
 def figure(curves: list[dict[str, Any]], path: Path, labels: dict[str, str]) -> None:
     import matplotlib
 
@@ -163,6 +183,11 @@ def main() -> None:
     parser.add_argument("--levels", default="",
                         help="noise levels to score a model.noise_level_input model at, "
                              "after training (comma-separated, in [0, 1])")
+    parser.add_argument("--with", dest="earlier", action="append", default=[],
+                        metavar="JSON[:LABEL,...]",
+                        help="curves of an earlier run of this benchmark (its .json), drawn and "
+                             "tabulated beside, e.g. a long INN curve whose preset has not "
+                             "changed; it must have scored the same targets, samples and seed")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     args.levels = [float(v) for v in args.levels.split(",") if v.strip()]
@@ -178,6 +203,13 @@ def main() -> None:
         by_label.setdefault(label, []).append(kv)
     curves = []
     labels = {"inn": "INN (model.kind=inn)", "cinn": "cINN (model.kind=cinn)"}
+    earlier = [c for spec in args.earlier for c in earlier_curves(spec, args)]  # check first
+    clash = {c["label"] for c in earlier} & {m.partition("=")[0] for m in args.models.split(",")}
+    if clash:
+        raise SystemExit(f"--with: {', '.join(sorted(clash))} is trained here too; label this "
+                         f"run's model differently (--models LABEL=KIND)")
+    for c in earlier:
+        labels[c["label"]] = labels.get(c["kind"], c["kind"]) + " (earlier run)"
     for item in args.models.split(","):
         label, _, kind = item.partition("=")
         kind = kind or label
@@ -187,6 +219,7 @@ def main() -> None:
                 f"{k}={v}" for k, v in extra.items())
         curves.append(curve(label, kind, args,
                             {**common, **own.get(kind, {}), **extra}))
+    curves.extend(earlier)
     lines = [f"# Time to quality: {args.targets} held-out targets x {args.samples} samples, "
              f"exact reference, seed {args.seed}\n"]
     for c in curves:
@@ -197,7 +230,7 @@ def main() -> None:
                            [[str(p["step"]), f"{p['cpu_s']:.0f}", f"{p['wall_s']:.0f}",
                              f"{p['err_post']:.5f}", f"{p['err_resim']:.5f}"]
                             for p in c["points"]]))
-        if c["levels"]:
+        if c.get("levels"):
             lines.append("\nat the end, by model.noise_level_sampled:\n")
             lines.append(table(["noise level", "Err_post", "Err_resim"],
                                [[f"{r['level']:g}", f"{r['err_post']:.5f}",

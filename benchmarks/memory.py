@@ -4,7 +4,7 @@ Every case runs in a fresh subprocess and reports its peak resident set size
 (``resource.getrusage``) and the part above the process's footprint after imports; the
 numpy baseline also reports tracemalloc's peak of the arrays it allocates. Cases:
 
-* training on the kinematics arm with 1e6 and 1e7 samples (default-preset network, batch
+* training on the kinematics arm with 1e6 and 1e7 samples (the default preset's INN, batch
   1024, 3 optimizer steps): invkit (``invkit.training.data.generate``: float32 device tensors
   made in chunks, batches by index) against the straightforward pipeline (numpy float64
   arrays for the whole set, converted to float32 tensors, a shuffling ``DataLoader``);
@@ -43,7 +43,7 @@ def peak_rss_mb() -> float:
 def _kinematics():
     from invkit import api
 
-    return api.resolve("kinematics", "default", device="cpu")
+    return api.resolve("kinematics", "default", {"model.kind": "inn"}, device="cpu")
 
 
 def case_train_invkit(n: int) -> dict:
@@ -237,7 +237,7 @@ def main() -> None:
             rows.append([f"train, {n:.0e} samples", label, f"{n * 6 * 4 / MB:.0f}",
                          f"{r['data'] - r['base']:.0f}", f"{r['peak'] - r['base']:.0f}",
                          f"{r['peak']:.0f}", f"{r['time_s']:.1f}", note])
-    print("kinematics, default-preset network, 3 training steps of batch 1024; data = x (4) and "
+    print("kinematics, default-preset INN, 3 training steps of batch 1024; data = x (4) and "
           "y (2) in float32 (the held-out split of 1e4 is extra)")
     print(table(["case", "pipeline", "data MB", "peak for data MB", "peak with steps MB",
                  "peak RSS MB", "time s", "note"], rows))

@@ -1,8 +1,8 @@
 """Posterior sampling throughput: invkit's batched ``Posterior.sample`` vs a naive loop.
 
-The network is the kinematics problem's INN of a preset (``--preset default``: 6 GLOW blocks,
-subnets 128-128; ``paper``: the published 7 blocks, 512-512), built from the preset config;
-untrained, which does not change the cost. Two workloads:
+The network is the kinematics problem's INN of a preset (``--preset default``, its ``inn``
+block: 6 GLOW blocks, subnets 128-128; ``paper``: the published 7 blocks, 512-512), built from
+the preset config; untrained, which does not change the cost. Two workloads:
 one observation with many samples, and 1000 observations at once. The baseline, measured in
 the same run and interleaved, is the straightforward use of the same model: one inverse
 pass per observation, without ``torch.inference_mode`` (autograd records the graph).
@@ -74,7 +74,7 @@ def main() -> None:
     configure_numerics(dev)
     header(f"Posterior sampling throughput (kinematics {args.preset}-preset INN)", str(dev))
 
-    cfg, problem = api.resolve("kinematics", args.preset, device=str(dev))
+    cfg, problem = api.resolve("kinematics", args.preset, {"model.kind": "inn"}, device=str(dev))
     model = build_model(cfg, problem).to(dev)
     post = Posterior(model, problem, cfg, dev)
     macs = macs_per_sample(model)

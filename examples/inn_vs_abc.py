@@ -2,7 +2,8 @@
 
     python examples/inn_vs_abc.py RUN_DIR [--budget 1e9] [--tolerance 0.005] [--out DIR]
 
-RUN_DIR is a trained kinematics run (``invkit run kinematics``). Writes ``comparison.png``
+RUN_DIR is a trained kinematics run (``invkit run kinematics --set model=inn``; the default
+cINN works the same). Writes ``comparison.png``
 (sampled arm configurations of both methods side by side, targets marked) and
 ``comparison.md`` / ``comparison.json`` (wall time and sample counts of both methods).
 """
