@@ -7,6 +7,7 @@ import os
 import pickle
 import re
 import tempfile
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,11 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"No checkpoint at {str(path)!r}. A run directory holds model.pt "
                               f"once training has saved; pass the run directory.")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        # torch warns about what it reads before it fails (random bytes can look like an odd
+        # pickle protocol); a file it cannot read gets one error, not a warning and an error
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         if isinstance(exc, pickle.UnpicklingError):
             detail = ("not a weights-only torch file: a checkpoint holds tensors and plain data, "
@@ -92,6 +97,8 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
             f"{str(path)!r} cannot be read as an invkit checkpoint ({detail}). It may be "
             f"truncated, corrupted or not a checkpoint; retrain, or resume from an intact copy."
         ) from None
+    for w in caught:  # a file that loaded: its warnings are the user's to see
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is a torch file but not an invkit checkpoint.")
     if not isinstance(ckpt.get("versions", {}), dict):

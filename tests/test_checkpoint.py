@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import pathlib
+import random
 import shutil
 from pathlib import Path
 
@@ -89,8 +90,12 @@ def _missing_plugin(ck):
 
 DAMAGE = {
     "truncated": (_truncate, "cannot be read as an invkit checkpoint"),
-    "random bytes": (lambda p: (p / "model.pt").write_bytes(os.urandom(4096)),
+    "random bytes": (lambda p: (p / "model.pt").write_bytes(random.Random(0).randbytes(4096)),
                      "cannot be read as an invkit checkpoint"),
+    # bytes that look like a pickle of an odd protocol: torch warns before it fails (once in
+    # a while os.urandom did this, and the warning came before invkit's error)
+    "odd pickle protocol": (lambda p: (p / "model.pt").write_bytes(
+        b"\x80\x35" + random.Random(1).randbytes(4094)), "cannot be read as an invkit checkpoint"),
     "empty": (lambda p: (p / "model.pt").write_bytes(b""), "cannot be read"),
     "a directory": (lambda p: ((p / "model.pt").unlink(), (p / "model.pt").mkdir()),
                     "cannot be read"),

@@ -53,14 +53,14 @@ _ARM_INN: dict[str, Any] = {
 }
 
 # The arm's cINN, where it differs from the INN above (docs/tutorials/kinematics.md, "Depth"
-# and "Time to quality"): 16 narrow blocks, since 6 x 256 were too few to bend the thin, curved
+# and "Five minutes"): 16 narrow blocks, since 6 x 256 were too few to bend the thin, curved
 # posteriors of nearly straight arms (Err_post 0.0059 against the exact posterior, 16 x 128
 # 0.0035); batches of 256, which reach that in half the time of 1024 (9000 steps: under five
 # minutes on two cores; 8000 missed the folded arms' coverage); training pairs drawn in
 # proportion to p(y)^-0.5, so the rare, most folded arms get steps (their central coverage
-# 0.022 -> 0.016 from nominal at 10,000 steps); y noise 0.002,
-# a regulariser of the noise-free simulator that trades Err_post (more noise) against
-# Err_resim (less). L_resim and the joint L_x do not apply to it: zero, so its config says so.
+# 0.022 -> 0.016 from nominal); y noise 0.002, a regulariser of the noise-free simulator that
+# trades Err_post (more noise) against Err_resim (less). L_resim and the joint L_x do not
+# apply to it: zero, so its config says so.
 _ARM_CINN: dict[str, Any] = {
     "model.n_blocks": 16, "model.subnet_width": 128,
     "train.batch_size": 256, "train.steps": 9_000, "data.balance": 0.5,
